@@ -1,0 +1,184 @@
+"""Settings, built and validated once: flags, then environment variables, then an optional config file.
+
+Nothing else in the package reads `os.environ` (AWS settings excepted: boto3 reads the standard AWS
+chain itself, and we deliberately offer no flags of our own for it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from etl.errors import ConfigError
+from etl.secrets import Secret
+
+DEFAULT_API_BASE_URL = "https://api.ultravox.ai/api"
+DEFAULT_DEST = "./archive"
+
+# Environment variable for each setting that has one. Flags win over these, these over the file.
+ENV_VARS: Mapping[str, str] = {
+    "api_key": "ULTRAVOX_API_KEY",
+    "api_key_file": "ULTRAVOX_API_KEY_FILE",
+    "api_base_url": "ULTRAVOX_API_BASE_URL",
+    "dest": "ARCHIVE_DEST",
+    "max_rps": "ARCHIVER_MAX_RPS",
+    "concurrency": "ARCHIVER_CONCURRENCY",
+    "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
+    "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
+    "config_file": "ARCHIVER_CONFIG",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: Secret = field(repr=False)
+    api_base_url: str = DEFAULT_API_BASE_URL
+    dest: str = DEFAULT_DEST
+    # The key is shared with production traffic: stay well under the documented 200 req/s.
+    max_rps: float = 100.0
+    # Calls processed at once; each holds at most one API request in flight at a time.
+    concurrency: int = 32
+    # Downloads from the storage host; they do not count against the API limit.
+    download_concurrency: int = 8
+    page_size: int = 100
+    message_page_size: int = 100
+    request_timeout_s: float = 60.0
+    max_attempts: int = 8
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    # How long one run keeps polling recordings that answer 425 before reporting them pending.
+    recording_wait_s: float = 120.0
+    recording_poll_initial_s: float = 2.0
+    recording_poll_max_s: float = 15.0
+    # How often a fresh signed URL is requested after the storage host refused an expired one.
+    recording_url_refreshes: int = 3
+    spool_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(settings: Settings) -> None:
+    key = settings.api_key.reveal()
+    if not key:
+        raise ConfigError("no API key: set ULTRAVOX_API_KEY or pass --api-key-file")
+    if any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise ConfigError("the API key contains whitespace or control characters")
+    parts = urlsplit(settings.api_base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"ULTRAVOX_API_BASE_URL must be an http(s) URL, got {settings.api_base_url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError("ULTRAVOX_API_BASE_URL must not carry a query or fragment")
+    if settings.max_rps <= 0:
+        raise ConfigError("--max-rps must be positive")
+    for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.recording_wait_s < 0:
+        raise ConfigError("--recording-wait must not be negative")
+
+
+_SETTING_NAMES = {f.name for f in fields(Settings)}
+_FILE_ONLY_FORBIDDEN = {"api_key"}  # a key in a config file ends up in git; point to a key file instead
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge flags > environment > config file > defaults into validated Settings.
+
+    `flags` holds only the options the user gave (None values are ignored). `env` is passed in (the CLI
+    hands over `os.environ`) so that tests never patch the process environment.
+    """
+    given_flags = {k: v for k, v in flags.items() if v is not None}
+    file_path = config_file or _path_or_none(
+        given_flags.pop("config_file", None) or env.get("ARCHIVER_CONFIG")
+    )
+    from_file = _read_config_file(file_path) if file_path else {}
+    from_env = {name: env[var] for name, var in ENV_VARS.items() if var in env and env[var] != ""}
+    from_env.pop("config_file", None)
+
+    merged: dict[str, Any] = {}
+    for source in (from_file, from_env, given_flags):
+        merged.update(source)
+
+    key_file = merged.pop("api_key_file", None)
+    if given_flags.get("api_key_file") is not None:
+        merged.pop("api_key", None)  # an explicit key file flag wins over an inherited env key
+    if key_file is not None and "api_key" not in merged:
+        merged["api_key"] = _read_key_file(Path(key_file))
+    merged["api_key"] = Secret(str(merged.get("api_key", "")).strip())
+
+    unknown = set(merged) - _SETTING_NAMES
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+
+
+def _path_or_none(value: object) -> Path | None:
+    return Path(str(value)) if value else None
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read API key file {path}: {exc.strerror}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("archiver", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [archiver] must be a table")
+    forbidden = _FILE_ONLY_FORBIDDEN & set(section)
+    if forbidden:
+        raise ConfigError(f"config file {path}: do not put the API key in a config file; use api_key_file")
+    return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+_NUMBER_FIELDS_INT = {
+    "concurrency",
+    "download_concurrency",
+    "page_size",
+    "message_page_size",
+    "max_attempts",
+    "recording_url_refreshes",
+}
+_NUMBER_FIELDS_FLOAT = {
+    "max_rps",
+    "request_timeout_s",
+    "retry_initial_s",
+    "retry_max_s",
+    "recording_wait_s",
+    "recording_poll_initial_s",
+    "recording_poll_max_s",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    try:
+        if name in _NUMBER_FIELDS_INT:
+            return int(value)
+        if name in _NUMBER_FIELDS_FLOAT:
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if name == "spool_dir":
+        return Path(value)
+    if name in ("api_base_url", "dest"):
+        return str(value).rstrip("/") if name == "api_base_url" else str(value)
+    return value

@@ -1,0 +1,139 @@
+"""Fetch one call's recording and publish it to the destination.
+
+The recording endpoint answers 425 until the audio is ready, then either 302 to a signed URL on a
+storage host (which expires) or, on some deployments, 200 with the audio itself. Audio is streamed to
+a spool file while its size and SHA-256 are computed, then published atomically, so memory stays flat
+whatever the recording's size and a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+
+from etl.api import ApiClient, SignedUrlRejected
+from etl.errors import ArchiverError
+from etl.model import RecordingOutcome, RecordingStatus
+from etl.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def recording_key(call_date: date, call_id: str) -> str:
+    return f"recordings/call_date={call_date.isoformat()}/{call_id}.wav"
+
+
+class SpoolFile:
+    """A local temp file that hashes what is written to it; `reset` empties it for a retry."""
+
+    def __init__(self, directory: Path | None) -> None:
+        handle, name = tempfile.mkstemp(prefix="recording-", suffix=".wav.part", dir=directory)
+        self.path = Path(name)
+        self._file = os.fdopen(handle, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def reset(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> str:
+        self._file.flush()
+        return self._hash.hexdigest()
+
+    def __enter__(self) -> SpoolFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RecordingPolicy:
+    deadline: float  # on the `clock` below: after it, a 425 means "pending", not "wait"
+    poll_initial_s: float = 2.0
+    poll_max_s: float = 15.0
+    url_refreshes: int = 3
+
+
+class RecordingFetcher:
+    def __init__(
+        self,
+        client: ApiClient,
+        storage: Storage,
+        policy: RecordingPolicy,
+        *,
+        spool_dir: Path | None,
+        download_slots: asyncio.Semaphore,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._policy = policy
+        self._spool_dir = spool_dir
+        self._download_slots = download_slots
+        self._clock = clock
+        self._sleep = sleep
+
+    async def fetch(self, call_id: str, call_date: date) -> RecordingOutcome:
+        try:
+            return await self._fetch(call_id, call_date)
+        except ArchiverError as exc:
+            log.warning("recording failed", extra={"call_id": call_id, "error": str(exc)})
+            return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc))
+
+    async def _fetch(self, call_id: str, call_date: date) -> RecordingOutcome:
+        poll_delay = self._policy.poll_initial_s
+        refreshes = 0
+        with SpoolFile(self._spool_dir) as spool:
+            while True:
+                answer = await self._client.request_recording(call_id, spool)
+                if answer.kind == "not_enabled":
+                    return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
+                if answer.kind == "too_early":
+                    if self._clock() + poll_delay > self._policy.deadline:
+                        return RecordingOutcome(
+                            RecordingStatus.PENDING, detail="not ready before this run's recording deadline"
+                        )
+                    await self._sleep(poll_delay * (0.75 + random.random() * 0.5))
+                    poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
+                    continue
+                if answer.kind == "redirect" and answer.location is not None:
+                    try:
+                        async with self._download_slots:
+                            await self._client.download(answer.location, spool)
+                    except SignedUrlRejected:
+                        # Signed URLs expire; the API hands out a fresh one on the next request.
+                        refreshes += 1
+                        if refreshes > self._policy.url_refreshes:
+                            raise
+                        continue
+                return await self._publish(spool, call_id, call_date)
+
+    async def _publish(self, spool: SpoolFile, call_id: str, call_date: date) -> RecordingOutcome:
+        sha256 = spool.finish()
+        key = recording_key(call_date, call_id)
+        uri = await asyncio.to_thread(self._storage.put_file, key, spool.path, content_type="audio/wav")
+        log.info("recording archived", extra={"call_id": call_id, "bytes": spool.size})
+        return RecordingOutcome(RecordingStatus.ARCHIVED, uri=uri, size_bytes=spool.size, sha256=sha256)

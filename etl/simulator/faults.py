@@ -1,0 +1,173 @@
+"""Fault switches: the runtime configuration changed through POST /_sim/config, and the rate limiter.
+
+Changes are validated as a whole before any is applied, so a bad request leaves the previous
+configuration intact.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+Action = Literal["status", "not_json", "reset", "delay"]
+ACTIONS: tuple[Action, ...] = ("status", "not_json", "reset", "delay")
+
+_FRACTIONS = (
+    "error_rate_5xx",
+    "reset_rate",
+    "storage_error_rate",
+    "storage_reset_rate",
+    "storage_truncate_rate",
+    "expired_url_rate",
+)
+_NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
+
+
+class ConfigError(ValueError):
+    """A /_sim/config change that cannot be applied."""
+
+
+@dataclass
+class Rule:
+    """A targeted fault: requests whose target (path with query) matches `path` get `action`."""
+
+    path: str
+    action: Action
+    status: int = 500
+    times: int | None = None  # None: forever
+    delay_ms: float = 0.0
+    hits: int = 0
+    pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pattern = re.compile(self.path)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "action": self.action,
+            "status": self.status,
+            "times": self.times,
+            "delay_ms": self.delay_ms,
+            "hits": self.hits,
+        }
+
+
+@dataclass
+class FaultConfig:
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rate_limit_rps: float | None = None
+    error_rate_5xx: float = 0.0
+    reset_rate: float = 0.0
+    storage_error_rate: float = 0.0
+    storage_reset_rate: float = 0.0
+    storage_truncate_rate: float = 0.0  # storage answers 200 then drops the connection mid-body
+    expired_url_rate: float = 0.0
+    signed_url_ttl_s: float = 300.0
+    rules: list[Rule] = field(default_factory=list)
+    strip_call_id: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        plain = {name: getattr(self, name) for name in (*_NON_NEGATIVE, *_FRACTIONS)}
+        return {
+            **plain,
+            "rate_limit_rps": self.rate_limit_rps,
+            "signed_url_ttl_s": self.signed_url_ttl_s,
+            "rules": [rule.to_json() for rule in self.rules],
+            "strip_call_id": sorted(self.strip_call_id),
+        }
+
+    def apply(self, changes: Mapping[str, Any]) -> None:
+        parsed = {name: _parse(name, value) for name, value in changes.items()}
+        for name, value in parsed.items():
+            setattr(self, name, value)
+
+    def take_rule(self, target: str) -> Rule | None:
+        """The first live rule matching `target`, with one of its `times` used up."""
+        for rule in self.rules:
+            if (rule.times is None or rule.hits < rule.times) and rule.pattern.search(target):
+                rule.hits += 1
+                return rule
+        return None
+
+
+def _parse(name: str, value: Any) -> Any:
+    if name in _FRACTIONS:
+        number = _number(name, value)
+        if not 0.0 <= number <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1")
+        return number
+    if name in _NON_NEGATIVE:
+        number = _number(name, value)
+        if number < 0:
+            raise ConfigError(f"{name} must be >= 0")
+        return number
+    if name == "signed_url_ttl_s":
+        return _number(name, value)
+    if name == "rate_limit_rps":
+        if value is None:
+            return None
+        number = _number(name, value)
+        if number <= 0:
+            raise ConfigError("rate_limit_rps must be > 0 or null")
+        return number
+    if name == "rules":
+        if not isinstance(value, list):
+            raise ConfigError("rules must be a list")
+        return [_rule(item) for item in value]
+    if name == "strip_call_id":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError("strip_call_id must be a list of call ids")
+        return frozenset(value)
+    raise ConfigError(f"unknown setting: {name}")
+
+
+def _number(name: str, value: Any) -> float:
+    # bool is an int in Python but never a meaningful number here.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number")
+    return float(value)
+
+
+def _rule(item: Any) -> Rule:
+    if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+        raise ConfigError("a rule needs a 'path' regex")
+    unknown = set(item) - {"path", "action", "status", "times", "delay_ms"}
+    action = item.get("action", "status")
+    status, times = item.get("status", 500), item.get("times")
+    if unknown or action not in ACTIONS:
+        raise ConfigError(f"bad rule: {item!r}; actions are {', '.join(ACTIONS)}")
+    if type(status) is not int or not 100 <= status <= 599:
+        raise ConfigError("rule status must be an HTTP status code")
+    if times is not None and (type(times) is not int or times < 0):
+        raise ConfigError("rule times must be a non-negative integer or null")
+    try:
+        return Rule(item["path"], cast(Action, action), status, times, _number("delay_ms", item.get("delay_ms", 0)))
+    except re.error as exc:
+        raise ConfigError(f"bad rule path regex: {exc}") from exc
+
+
+class TokenBucket:
+    """Server-side rate limit over all /api requests; a burst of one second's worth is allowed."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.rate = rate
+        self._tokens = rate or 0.0
+        self._stamp = clock()
+
+    def allow(self) -> bool:
+        if self.rate is None:
+            return True
+        now = self._clock()
+        capacity = max(self.rate, 1.0)
+        self._tokens = min(capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,106 @@
+"""Start-up options of the simulator and the one argparse parser that builds them.
+
+The parser lives here (not in `__main__`) so the `ultravox-archiver simulate` click command and the
+test helper in `process.py` share one definition of every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+
+# A fixed demo key with the real shape (8 chars + "." + 32 chars = 41): clients that validate the key
+# format accept it, and nobody mistakes it for a production key.
+DEFAULT_API_KEY = "simdemo0." + "0123456789abcdef" * 2
+DEFAULT_START_DATE = date(2026, 3, 2)
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """Everything fixed when the simulator starts; the fault knobs can change later via `/_sim/config`."""
+
+    port: int = 0
+    storage_port: int = 0
+    calls: int = 300
+    seed: int = 1
+    days: int = 5
+    start_date: date = DEFAULT_START_DATE
+    api_key: str = DEFAULT_API_KEY
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rate_limit_rps: float | None = None
+    recording_bytes: int = 48_000
+    huge_recording_bytes: int | None = None
+    page_size_max: int = 100
+    error_rate_5xx: float = 0.0
+    reset_rate: float = 0.0
+    storage_error_rate: float = 0.0
+    storage_reset_rate: float = 0.0
+    expired_url_rate: float = 0.0
+    signed_url_ttl_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.calls < 0 or self.days < 1:
+            raise ValueError("calls must be >= 0 and days >= 1")
+        if self.recording_bytes < 64 or self.page_size_max < 1:
+            raise ValueError("recording_bytes must be >= 64 and page_size_max >= 1")
+
+
+def option_names() -> frozenset[str]:
+    return frozenset(field.name for field in dataclasses.fields(SimulatorOptions))
+
+
+def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentParser:
+    d = SimulatorOptions()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve a deterministic stand-in of the Ultravox REST API on 127.0.0.1. "
+        "Prints one JSON 'ready' line on stdout, then serves until SIGTERM/SIGINT.",
+        epilog="example: python -m etl.simulator --port 8765 --storage-port 8766 --calls 300 --seed 1",
+    )
+    add = parser.add_argument
+    add("--port", type=int, default=d.port, help="API port (0 = pick a free port)")
+    add("--storage-port", type=int, default=d.storage_port, help="storage origin port (0 = free port)")
+    add("--calls", type=int, default=d.calls, help="number of calls in the account")
+    add("--seed", type=int, default=d.seed, help="seed of the generated account")
+    add("--days", type=int, default=d.days, help="number of UTC days the calls are spread over")
+    add("--start-date", type=date.fromisoformat, default=d.start_date, help="first day, YYYY-MM-DD")
+    add("--api-key", default=d.api_key, help="the only X-API-Key accepted")
+    add("--latency-ms", type=float, default=d.latency_ms, help="added to every /api response")
+    add("--latency-jitter-ms", type=float, default=d.latency_jitter_ms, help="uniform extra latency")
+    add("--rate-limit-rps", type=float, default=d.rate_limit_rps, help="token bucket over /api (429)")
+    add("--recording-bytes", type=int, default=d.recording_bytes, help="mean recording size (+-50%%)")
+    add("--huge-recording-bytes", type=int, default=d.huge_recording_bytes, help="size of one huge recording")
+    add("--page-size-max", type=int, default=d.page_size_max, help="pageSize above this is clamped")
+    add("--error-rate-5xx", type=float, default=d.error_rate_5xx, help="fraction of /api answered 5xx")
+    add("--reset-rate", type=float, default=d.reset_rate, help="fraction of /api connections reset")
+    add("--storage-error-rate", type=float, default=d.storage_error_rate, help="storage 5xx fraction")
+    add("--storage-reset-rate", type=float, default=d.storage_reset_rate, help="storage reset fraction")
+    add("--expired-url-rate", type=float, default=d.expired_url_rate, help="calls whose 1st URL is expired")
+    add("--signed-url-ttl-s", type=float, default=d.signed_url_ttl_s, help="lifetime of signed URLs")
+    return parser
+
+
+def parse_options(argv: list[str] | None = None) -> SimulatorOptions:
+    """Parse command-line flags into options; exits with status 2 on bad flags (argparse convention)."""
+    parser = build_parser()
+    namespace = parser.parse_args(argv)
+    try:
+        return SimulatorOptions(**vars(namespace))
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def option_argv(**options: object) -> list[str]:
+    """The inverse of `parse_options`: keyword options -> command-line flags (for subprocesses)."""
+    unknown = set(options) - option_names()
+    if unknown:
+        raise TypeError(f"unknown simulator options: {sorted(unknown)}")
+    argv: list[str] = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        argv += ["--" + name.replace("_", "-"), value.isoformat() if isinstance(value, date) else str(value)]
+    return argv

@@ -1,0 +1,152 @@
+"""S3Storage against a real S3 server over HTTP (moto, or TEST_S3_ENDPOINT_URL).
+
+Our code is never given the endpoint: it reaches the server only through AWS_ENDPOINT_URL, set by the
+`s3_endpoint` fixture. Assertions read back through a separate boto3 client, the server's truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from etl.errors import StorageError
+from etl.storage import ObjectInfo, S3Storage, Storage, default_s3_client, open_storage
+
+KEY = "recordings/call_date=2026-03-02/abc.wav"
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    """An independent client for checking what the server holds."""
+    client = boto3.session.Session().client("s3")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def storage(s3_bucket: str) -> Storage:
+    return open_storage(f"s3://{s3_bucket}/archive/")
+
+
+def test_put_bytes_sets_only_content_type(storage: Storage, s3_bucket: str, s3: Any) -> None:
+    uri = storage.put_bytes("manifests/run.json", b'{"ok": true}', content_type="application/json")
+    assert uri == f"s3://{s3_bucket}/archive/manifests/run.json"
+
+    response = s3.head_object(Bucket=s3_bucket, Key="archive/manifests/run.json")
+    assert response["ContentType"] == "application/json"
+    assert response["Metadata"] == {}
+    assert storage.get_bytes("manifests/run.json") == b'{"ok": true}'
+    assert storage.head("manifests/run.json") == ObjectInfo(key="manifests/run.json", size=12)
+
+
+def test_put_file_small(storage: Storage, s3_bucket: str, s3: Any, tmp_path: Path) -> None:
+    source = tmp_path / "abc.wav"
+    source.write_bytes(b"RIFF" + os.urandom(1000))
+    uri = storage.put_file(KEY, source, content_type="audio/wav")
+    assert uri == f"s3://{s3_bucket}/archive/{KEY}"
+
+    response = s3.get_object(Bucket=s3_bucket, Key=f"archive/{KEY}")
+    assert response["Body"].read() == source.read_bytes()
+    assert response["ContentType"] == "audio/wav"
+    assert response["Metadata"] == {}
+
+
+def test_multipart_upload_is_byte_identical(
+    storage: Storage, s3_bucket: str, s3: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "long-call.wav"
+    source.write_bytes(os.urandom(40 * 1024 * 1024 + 123))
+    storage.put_file(KEY, source, content_type="audio/wav")
+
+    response = s3.head_object(Bucket=s3_bucket, Key=f"archive/{KEY}")
+    # 16 MiB parts: 40 MiB is three parts, and S3 marks a multipart ETag with the part count.
+    assert response["ETag"].strip('"').endswith("-3")
+    assert response["Metadata"] == {}
+    downloaded = storage.get_bytes(KEY)
+    assert downloaded is not None
+    assert hashlib.sha256(downloaded).digest() == hashlib.sha256(source.read_bytes()).digest()
+    assert storage.head(KEY) == ObjectInfo(key=KEY, size=source.stat().st_size)
+
+
+def test_missing_source_file_is_a_storage_error(storage: Storage, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"upload to s3://.*abc\.wav failed"):
+        storage.put_file(KEY, tmp_path / "does-not-exist.wav")
+    assert storage.head(KEY) is None
+
+
+def test_missing_objects(storage: Storage) -> None:
+    assert storage.get_bytes("nothing/here.json") is None
+    assert storage.head("nothing/here.json") is None
+
+
+def test_delete_is_idempotent(storage: Storage) -> None:
+    storage.put_bytes("a/b.json", b"x")
+    storage.delete("a/b.json")
+    assert storage.get_bytes("a/b.json") is None
+    storage.delete("a/b.json")
+
+
+def test_list_keys_is_sorted_relative_and_paginated(s3_bucket: str, s3: Any) -> None:
+    client = default_s3_client()
+    pages: list[object] = []
+    client.meta.events.register("after-call.s3.ListObjectsV2", lambda **_: pages.append(1))
+    storage = S3Storage(s3_bucket, "archive", client=client, page_size=2)
+    for key in ["b/2.json", "a/1.json", "a/x/3.json", "top.json", "ab.json"]:
+        storage.put_bytes(key, b"x")
+    # Outside the root: must never appear.
+    s3.put_object(Bucket=s3_bucket, Key="elsewhere/z.json", Body=b"x")
+
+    assert list(storage.list_keys()) == ["a/1.json", "a/x/3.json", "ab.json", "b/2.json", "top.json"]
+    assert len(pages) == 3
+    assert list(storage.list_keys("a/")) == ["a/1.json", "a/x/3.json"]
+    assert list(storage.list_keys("a")) == ["a/1.json", "a/x/3.json", "ab.json"]
+    assert list(storage.list_keys("missing/")) == []
+    client.close()
+
+
+def test_bucket_root_storage(s3_bucket: str) -> None:
+    storage = open_storage(f"s3://{s3_bucket}")
+    assert storage.put_bytes("x.json", b"1") == f"s3://{s3_bucket}/x.json"
+    assert list(storage.list_keys()) == ["x.json"]
+
+
+def test_concurrent_puts_from_threads(storage: Storage) -> None:
+    keys = [f"calls/{i:03d}.json" for i in range(64)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(lambda key: storage.put_bytes(key, key.encode()), keys))
+    assert list(storage.list_keys("calls/")) == keys
+    assert storage.get_bytes("calls/007.json") == b"calls/007.json"
+
+
+def test_escaping_keys_are_refused(storage: Storage) -> None:
+    with pytest.raises(StorageError):
+        storage.put_bytes("../outside.json", b"x")
+
+
+@pytest.mark.usefixtures("s3_endpoint")
+def test_missing_bucket_is_a_storage_error(tmp_path: Path) -> None:
+    bucket = f"absent-{uuid.uuid4().hex[:12]}"
+    storage = open_storage(f"s3://{bucket}/archive")
+    source = tmp_path / "a.wav"
+    source.write_bytes(b"x")
+
+    with pytest.raises(StorageError, match=rf"put s3://{bucket}/archive/a\.json failed: NoSuchBucket"):
+        storage.put_bytes("a.json", b"x")
+    with pytest.raises(StorageError, match=bucket):
+        storage.put_file("a.wav", source)
+    with pytest.raises(StorageError, match="NoSuchBucket"):
+        storage.get_bytes("a.json")
+    # HEAD says only "404" for both a missing key and a missing bucket; the bucket must not pass
+    # for an empty archive.
+    with pytest.raises(StorageError, match=rf"head s3://{bucket}/archive/a\.json failed: NoSuchBucket"):
+        storage.head("a.json")
+    with pytest.raises(StorageError, match="NoSuchBucket"):
+        list(storage.list_keys())

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from etl.config import load_settings
+from etl.errors import ConfigError
+from etl.secrets import Secret
+
+KEY = "abcdefgh." + "x" * 32
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    config = tmp_path / "archiver.toml"
+    config.write_text('[archiver]\ndest = "s3://from-file/p"\nmax_rps = 10\nconcurrency = 4\n')
+    env = {"ULTRAVOX_API_KEY": KEY, "ARCHIVE_DEST": "s3://from-env/p", "ARCHIVER_MAX_RPS": "20"}
+    settings = load_settings({"max_rps": 30.0, "config_file": config}, env)
+    assert settings.max_rps == 30.0
+    assert settings.dest == "s3://from-env/p"
+    assert settings.concurrency == 4
+    assert settings.api_key == Secret(KEY)
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, {"ULTRAVOX_API_KEY": KEY})
+    assert settings.api_base_url == "https://api.ultravox.ai/api"
+    assert settings.dest == "./archive"
+    assert settings.max_rps == 100.0
+
+
+def test_key_file_flag_wins_over_env(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("fromfile." + "y" * 32 + "\n")
+    settings = load_settings({"api_key_file": key_file}, {"ULTRAVOX_API_KEY": KEY})
+    assert settings.api_key.reveal() == "fromfile." + "y" * 32
+
+
+def test_missing_key_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="ULTRAVOX_API_KEY"):
+        load_settings({}, {})
+
+
+def test_key_never_in_repr() -> None:
+    settings = load_settings({}, {"ULTRAVOX_API_KEY": KEY})
+    assert KEY not in repr(settings)
+    assert KEY not in str(settings.api_key)
+    assert KEY not in f"{settings.api_key}"
+
+
+def test_key_in_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'api_key = "{KEY}"\n')
+    with pytest.raises(ConfigError, match="api_key_file"):
+        load_settings({"config_file": config}, {})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"api_base_url": "ftp://x"}, "http"),
+        ({"max_rps": 0.0}, "max-rps"),
+        ({"concurrency": 0}, "concurrency"),
+    ],
+)
+def test_invalid_values(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags, {"ULTRAVOX_API_KEY": KEY})
+
+
+def test_key_with_newline_is_refused() -> None:
+    with pytest.raises(ConfigError, match="whitespace"):
+        load_settings({}, {"ULTRAVOX_API_KEY": "abc\r\nX-Evil: 1"})
+
+
+def test_unknown_setting_in_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
