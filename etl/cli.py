@@ -57,7 +57,8 @@ def settings_options(func: F) -> F:
             "--recording-wait",
             "recording_wait_s",
             type=float,
-            help="Seconds a run keeps polling recordings that are not ready yet [default 120].",
+            help="Seconds to keep polling a recording that is not ready (425) before reporting it "
+            "pending [default 120].",
         ),
         click.option(
             "--config",

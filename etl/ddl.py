@@ -160,7 +160,10 @@ def _bigquery_table(table: TableSchema) -> str:
             f"CREATE EXTERNAL TABLE IF NOT EXISTS `{BIGQUERY_DATASET}.{table.name}` (",
             _column_list(columns),
             ")",
-            f"WITH PARTITION COLUMNS (`{part.name}` {_BIGQUERY_TYPES[part.type]})",
+            # Partition columns take no OPTIONS, so the description goes in a comment.
+            "WITH PARTITION COLUMNS (",
+            _column_list([f"`{part.name}` {_BIGQUERY_TYPES[part.type]}"], [part.description]),
+            ")",
             "OPTIONS (",
             _column_list(options),
             ");",

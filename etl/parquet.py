@@ -131,6 +131,7 @@ class ParquetSpool:
             return
         batch = pa.Table.from_pylist(self._buffer, schema=self._schema)
         if self._writer is None:
+            self._temp_path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(
                 self._temp_path,
                 self._schema,

@@ -25,7 +25,7 @@ from typing import Any
 from etl import records
 from etl.api import ApiClient
 from etl.config import Settings
-from etl.errors import ArchiverError, AuthError, BadRecord
+from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.parquet import ParquetSpool, partition_key
 from etl.recordings import RecordingFetcher, RecordingPolicy
@@ -155,10 +155,13 @@ class Archiver:
                 self._settings, self._client, self._storage, summary, Path(spool), started, self._clock
             )
             try:
+                # Fail fast on a missing bucket or missing permissions, before any API request.
+                await asyncio.to_thread(_check_destination, self._storage)
                 await run.archive_days(days_between(since, until))
-            except AuthError as exc:
-                summary.fatal_error = str(exc)
-                log.error("run stopped", extra={"error": str(exc)})
+            except* (AuthError, StorageError) as group:
+                # A rejected key or an unusable destination: nothing else in the run could succeed.
+                summary.fatal_error = str(_first_leaf(group))
+                log.error("run stopped", extra={"error": summary.fatal_error})
         summary.api_requests = self._client.api_requests
         summary.rate_limited = self._client.throttled
         summary.retries = self._client.retries
@@ -167,6 +170,12 @@ class Archiver:
         return summary
 
     def _write_run_records(self, summary: RunSummary) -> None:
+        try:
+            self._publish_run_records(summary)
+        except StorageError as exc:
+            log.error("could not write the run record", extra={"error": str(exc)})
+
+    def _publish_run_records(self, summary: RunSummary) -> None:
         if summary.problems:
             lines = "".join(
                 json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
@@ -206,7 +215,7 @@ class _Run:
             client,
             storage,
             RecordingPolicy(
-                deadline=clock() + settings.recording_wait_s,
+                wait_s=settings.recording_wait_s,
                 poll_initial_s=settings.recording_poll_initial_s,
                 poll_max_s=settings.recording_poll_max_s,
                 url_refreshes=settings.recording_url_refreshes,
@@ -295,7 +304,7 @@ class _Run:
                 # The call object already says so: no request needed to learn it.
                 outcome = RecordingOutcome(RecordingStatus.NOT_ENABLED)
             else:
-                outcome = await self.fetcher.fetch(call_id, day)
+                outcome = await self.fetcher.fetch(call_id, day, slot=self.call_slots)
             row = records.call_row(call, outcome, self.archived_at)
         except AuthError:
             raise
@@ -366,6 +375,15 @@ class _Run:
             "call not archived" if kind != "recording_failed" else "recording not archived",
             extra={"kind": kind, "reason": reason, "call_id": call_id},
         )
+
+
+def _check_destination(storage: Storage) -> None:
+    next(iter(storage.list_keys("_runs/")), None)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _id_or_none(raw: object) -> str | None:

@@ -70,7 +70,9 @@ class SpoolFile:
 
 @dataclass(frozen=True)
 class RecordingPolicy:
-    deadline: float  # on the `clock` below: after it, a 425 means "pending", not "wait"
+    # How long to keep polling a recording from its first 425. Per call, not per run: a call listed
+    # late in a long run deserves the same wait as the first one.
+    wait_s: float
     poll_initial_s: float = 2.0
     poll_max_s: float = 15.0
     url_refreshes: int = 3
@@ -96,15 +98,20 @@ class RecordingFetcher:
         self._clock = clock
         self._sleep = sleep
 
-    async def fetch(self, call_id: str, call_date: date) -> RecordingOutcome:
+    async def fetch(
+        self, call_id: str, call_date: date, *, slot: asyncio.Semaphore | None = None
+    ) -> RecordingOutcome:
+        """Archive one recording. `slot`, if given, is held by the caller and given up while waiting
+        between polls, so calls whose recordings are not ready do not starve the others."""
         try:
-            return await self._fetch(call_id, call_date)
+            return await self._fetch(call_id, call_date, slot)
         except ArchiverError as exc:
             log.warning("recording failed", extra={"call_id": call_id, "error": str(exc)})
             return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc))
 
-    async def _fetch(self, call_id: str, call_date: date) -> RecordingOutcome:
+    async def _fetch(self, call_id: str, call_date: date, slot: asyncio.Semaphore | None) -> RecordingOutcome:
         poll_delay = self._policy.poll_initial_s
+        deadline: float | None = None
         refreshes = 0
         with SpoolFile(self._spool_dir) as spool:
             while True:
@@ -112,11 +119,14 @@ class RecordingFetcher:
                 if answer.kind == "not_enabled":
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
                 if answer.kind == "too_early":
-                    if self._clock() + poll_delay > self._policy.deadline:
+                    now = self._clock()
+                    deadline = now + self._policy.wait_s if deadline is None else deadline
+                    if now + poll_delay > deadline:
                         return RecordingOutcome(
-                            RecordingStatus.PENDING, detail="not ready before this run's recording deadline"
+                            RecordingStatus.PENDING,
+                            detail=f"not ready after polling for {self._policy.wait_s:g} s (HTTP 425)",
                         )
-                    await self._sleep(poll_delay * (0.75 + random.random() * 0.5))
+                    await self._pause(poll_delay * (0.75 + random.random() * 0.5), slot)
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
                     continue
                 if answer.kind == "redirect" and answer.location is not None:
@@ -130,6 +140,16 @@ class RecordingFetcher:
                             raise
                         continue
                 return await self._publish(spool, call_id, call_date)
+
+    async def _pause(self, seconds: float, slot: asyncio.Semaphore | None) -> None:
+        if slot is None:
+            await self._sleep(seconds)
+            return
+        slot.release()
+        try:
+            await self._sleep(seconds)
+        finally:
+            await slot.acquire()
 
     async def _publish(self, spool: SpoolFile, call_id: str, call_date: date) -> RecordingOutcome:
         sha256 = spool.finish()

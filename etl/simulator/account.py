@@ -185,7 +185,7 @@ def build_call(record: CallRecord, *, ended: bool, summarised: bool) -> dict[str
     if record.unjoined:
         ended_us = record.created_us + 30 * US_PER_S  # the default joinTimeout
     end_reason = "unjoined" if record.unjoined else texts.weighted_end_reason(rng)
-    medium = rng.choice(({"webRtc": {}}, {"webRtc": {}}, {"twilio": {}}))
+    medium: dict[str, dict[str, Any]] = {rng.choice(("webRtc", "webRtc", "twilio")): {}}
     input_tokens, output_tokens = rng.randrange(200, 90_000), rng.randrange(50, 20_000)
     short_summary, summary = texts.summaries(rng)
     billing = texts.billing_status(rng, end_reason)

@@ -146,7 +146,9 @@ def _rule(item: Any) -> Rule:
     if times is not None and (type(times) is not int or times < 0):
         raise ConfigError("rule times must be a non-negative integer or null")
     try:
-        return Rule(item["path"], cast(Action, action), status, times, _number("delay_ms", item.get("delay_ms", 0)))
+        return Rule(
+            item["path"], cast(Action, action), status, times, _number("delay_ms", item.get("delay_ms", 0))
+        )
     except re.error as exc:
         raise ConfigError(f"bad rule path regex: {exc}") from exc
 
@@ -157,7 +159,7 @@ class TokenBucket:
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.rate = rate
-        self._tokens = rate or 0.0
+        self._tokens = max(rate, 1.0) if rate else 0.0
         self._stamp = clock()
 
     def allow(self) -> bool:

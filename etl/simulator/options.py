@@ -83,9 +83,9 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     return parser
 
 
-def parse_options(argv: list[str] | None = None) -> SimulatorOptions:
+def parse_options(argv: list[str] | None = None, prog: str | None = None) -> SimulatorOptions:
     """Parse command-line flags into options; exits with status 2 on bad flags (argparse convention)."""
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     namespace = parser.parse_args(argv)
     try:
         return SimulatorOptions(**vars(namespace))

@@ -47,8 +47,17 @@ def message_count(rng: random.Random, record: CallRecord) -> int:
     return rng.randint(1, 40)
 
 
+def _transcript_rng(record: CallRecord) -> random.Random:
+    return random.Random(record.seed ^ 0x7A5C_11E5)
+
+
+def transcript_length(record: CallRecord) -> int:
+    """Number of in_call messages, without generating them (the count is the first draw)."""
+    return message_count(_transcript_rng(record), record)
+
+
 def build_transcript(record: CallRecord) -> Transcript:
-    rng = random.Random(record.seed ^ 0x7A5C_11E5)
+    rng = _transcript_rng(record)
     count = message_count(rng, record)
     if record.seed_revision:
         messages = tuple(_old_revision_message(rng, ordinal) for ordinal in range(count))
@@ -114,7 +123,7 @@ def _conversation(rng: random.Random, count: int) -> list[Message]:
             role = "MESSAGE_ROLE_UNSPECIFIED"
         phrases = texts.AGENT_PHRASES if agent_turn else texts.USER_PHRASES
         duration = rng.uniform(0.3, 6.0)
-        message: Message = {
+        message = {
             "role": role,
             "text": texts.utterance(rng, phrases),
             "medium": "MESSAGE_MEDIUM_VOICE" if rng.random() < 0.85 else "MESSAGE_MEDIUM_TEXT",

@@ -36,7 +36,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `YOUR_PROJECT.YOUR_DATASET.calls` (
   `raw_json` STRING OPTIONS (description = 'The whole call object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.'),
   `archived_at` TIMESTAMP OPTIONS (description = 'When the archiver wrote this row (UTC). The latest row per call_id is the current one.')
 )
-WITH PARTITION COLUMNS (`call_date` DATE)
+WITH PARTITION COLUMNS (
+  `call_date` DATE  -- Hive partition: UTC date of created (directory call_date=YYYY-MM-DD, not stored inside the files).
+)
 OPTIONS (
   format = 'PARQUET',
   uris = ['gs://YOUR-BUCKET/YOUR-PREFIX/calls/*'],
@@ -62,7 +64,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `YOUR_PROJECT.YOUR_DATASET.messages` (
   `wall_clock_end_s` FLOAT64 OPTIONS (description = 'End of the message in seconds after the call was joined, by the wall clock.'),
   `raw_json` STRING OPTIONS (description = 'The whole message object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.')
 )
-WITH PARTITION COLUMNS (`call_date` DATE)
+WITH PARTITION COLUMNS (
+  `call_date` DATE  -- Hive partition: UTC date of the call's created time (directory call_date=YYYY-MM-DD, not stored inside the files).
+)
 OPTIONS (
   format = 'PARQUET',
   uris = ['gs://YOUR-BUCKET/YOUR-PREFIX/messages/*'],

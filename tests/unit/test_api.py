@@ -47,7 +47,6 @@ def make_client(
     )
 
 
-
 def test_retries_5xx_then_succeeds() -> None:
     answers = iter([httpx.Response(503), httpx.Response(200, json={"ok": 1})])
     sleeps: list[float] = []

@@ -1,0 +1,281 @@
+"""The API origin: everything under /api, behind the API key, rate limit, latency and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from etl.simulator import responses
+from etl.simulator.account import CallRecord
+from etl.simulator.faults import FaultConfig, TokenBucket
+from etl.simulator.paging import (
+    BadRequest,
+    Cursor,
+    decode_cursor,
+    encode_cursor,
+    keyset_page,
+    page_size,
+    page_url,
+    parse_date_filter,
+)
+from etl.simulator.signing import UrlSigner
+from etl.simulator.state import Account, transcript
+from etl.simulator.stats import Stats
+from etl.simulator.wire import Request, Response
+
+CALLS_PAGE_SIZE = 100
+MESSAGES_PAGE_SIZE = 20
+
+_NOT_FOUND = "Not found."
+
+
+@dataclass(frozen=True)
+class _Route:
+    pattern: re.Pattern[str]
+    kind: str  # the stats bucket
+    handler: str  # name of the ApiOrigin method
+
+
+def _route(pattern: str, kind: str, handler: str) -> _Route:
+    return _Route(re.compile(pattern), kind, handler)
+
+
+_CALL = r"/api/calls/(?P<call_id>[^/]+)"
+_ROUTES = (
+    _route(r"/api/calls/?", "list_calls", "list_calls"),
+    _route(_CALL + r"/?", "call", "get_call"),
+    _route(_CALL + r"/messages/?", "messages", "messages"),
+    _route(_CALL + r"/recording/?", "recording", "recording"),
+    _route(_CALL + r"/stages/?", "stages", "stages"),
+    _route(_CALL + r"/stages/(?P<stage_id>[^/]+)/?", "stages", "stages"),
+    _route(_CALL + r"/stages/(?P<stage_id>[^/]+)/messages/?", "messages", "messages"),
+    _route(r"/api/deleted_calls/?", "deleted_calls", "deleted_calls"),
+    _route(r"/api/deleted_calls/(?P<call_id>[^/]+)/?", "deleted_calls", "deleted_call"),
+)
+
+
+class ApiOrigin:
+    def __init__(
+        self,
+        account: Account,
+        config: FaultConfig,
+        stats: Stats,
+        signer: UrlSigner,
+        *,
+        api_key: str,
+        page_size_max: int,
+        seed: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account, self.config, self.stats, self.signer = account, config, stats, signer
+        self.api_key = api_key
+        self.page_size_max = page_size_max
+        self.clock = clock
+        self.bucket = TokenBucket(config.rate_limit_rps)
+        self.rng = random.Random(f"api-faults:{seed}")
+
+    async def handle(self, request: Request) -> Response:
+        route, groups = _match(request.path)
+        self.stats.requests[route.kind if route else "other"] += 1
+        self.stats.request_started()
+        try:
+            response = await self._answer(request, route, groups)
+        finally:
+            self.stats.request_finished()
+        if response.abort:
+            self.stats.resets += 1
+        else:
+            self.stats.responses[response.status] += 1
+        return response
+
+    async def _answer(self, request: Request, route: _Route | None, groups: dict[str, str]) -> Response:
+        delay_ms = self.config.latency_ms + self.rng.uniform(0, self.config.latency_jitter_ms)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        key = request.headers.get("x-api-key")
+        if key != self.api_key:
+            self.stats.api_requests_without_valid_key += 1
+            if key is None:
+                return responses.detail(401, "Authentication credentials were not provided.")
+            return responses.detail(403, "Invalid API key.")
+        if self.bucket.rate != self.config.rate_limit_rps:
+            self.bucket = TokenBucket(self.config.rate_limit_rps)
+        if not self.bucket.allow():
+            self.stats.rate_limited += 1
+            return responses.detail(429, "Request was throttled.", [("Retry-After", "1")])
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        if route is None:
+            return responses.detail(404, _NOT_FOUND)
+        if request.method not in ("GET", "HEAD"):
+            return responses.detail(405, f'Method "{request.method}" not allowed.')
+        handler: Callable[..., Awaitable[Response]] = getattr(self, route.handler)
+        try:
+            return await handler(request, **groups)
+        except BadRequest as exc:
+            return responses.detail(400, str(exc))
+
+    async def _fault(self, request: Request) -> Response | None:
+        rule = self.config.take_rule(request.target)
+        if rule is not None:
+            self.stats.injected_errors += 1
+            forced = await responses.rule_response(rule)
+            if forced is not None:
+                return forced
+        if self.rng.random() < self.config.reset_rate:
+            return responses.reset()
+        if self.rng.random() < self.config.error_rate_5xx:
+            self.stats.injected_errors += 1
+            return responses.server_error(self.rng)
+        return None
+
+    # -- calls ---------------------------------------------------------------------------------------
+    async def list_calls(self, request: Request) -> Response:
+        return self._keyset_list(request, deleted=False)
+
+    async def deleted_calls(self, request: Request) -> Response:
+        return self._keyset_list(request, deleted=True)
+
+    async def get_call(self, request: Request, call_id: str) -> Response:
+        record = self.account.find(call_id)
+        if record is None:
+            return responses.detail(404, _NOT_FOUND)
+        return responses.raw_json(200, self.account.call_json(record))
+
+    async def deleted_call(self, request: Request, call_id: str) -> Response:
+        record = self.account.find_any(call_id)
+        if record is None or self.account.find(call_id) is not None:
+            return responses.detail(404, _NOT_FOUND)
+        return responses.json_response(200, self.account.tombstone(record))
+
+    def _keyset_list(self, request: Request, *, deleted: bool) -> Response:
+        from_text, to_text = request.param("fromDate"), request.param("toDate")
+        from_us = parse_date_filter("fromDate", from_text, end_of_day=False) if from_text else None
+        to_us = parse_date_filter("toDate", to_text, end_of_day=True) if to_text else None
+        kind = "deleted_calls" if deleted else "calls"
+        cursor = _cursor(request, kind)
+        if cursor is not None and cursor.key is None:
+            raise BadRequest("Invalid cursor")
+        items = self.account.deleted if deleted else self.account.live
+        lo, hi = self.account.window(from_us, to_us, deleted=deleted)
+        size = page_size(request.param("pageSize"), CALLS_PAGE_SIZE, self.page_size_max)
+        start, stop = keyset_page(items, lambda record: record.key, lo, hi, cursor, size)
+        after = Cursor(kind, key=items[stop - 1].key) if stop < hi and stop > start else None
+        before = None
+        if start > lo:
+            # "Everything before the first row of this page"; an empty page past the end uses a key
+            # just after the last call.
+            first = items[start].key if start < len(items) else (items[-1].created_us + 1, "")
+            before = Cursor(kind, key=first, reverse=True)
+        if deleted:
+            parts = [
+                json.dumps(self.account.tombstone(record), ensure_ascii=False) for record in items[start:stop]
+            ]
+        else:
+            parts = [self._listed_call_json(record) for record in items[start:stop]]
+        # Calls are cached as JSON text: a page is a join, not a re-serialisation of 100 objects.
+        links = json.dumps(self._link(request, after)), json.dumps(self._link(request, before))
+        body = f'{{"next":{links[0]},"previous":{links[1]},"results":[{",".join(parts)}],"total":{hi - lo}}}'
+        return responses.raw_json(200, body)
+
+    def _listed_call_json(self, record: CallRecord) -> str:
+        if record.call_id not in self.config.strip_call_id:
+            return self.account.call_json(record)
+        call = dict(self.account.call_object(record))
+        del call["callId"]
+        return json.dumps(call, ensure_ascii=False)
+
+    def _link(self, request: Request, cursor: Cursor | None) -> str | None:
+        if cursor is None:
+            return None
+        return page_url(
+            request.headers.get("host", "127.0.0.1"), request.path, request.params, encode_cursor(cursor)
+        )
+
+    # -- transcripts ---------------------------------------------------------------------------------
+    async def messages(self, request: Request, call_id: str, stage_id: str | None = None) -> Response:
+        record = self.account.find(call_id)
+        if record is None:
+            return responses.detail(404, _NOT_FOUND)
+        calls_transcript = transcript(record)
+        if stage_id is not None:
+            found = calls_transcript.stage_messages(stage_id)
+            if found is None:
+                return responses.detail(404, _NOT_FOUND)
+            return self._offset_list(request, "messages", found, MESSAGES_PAGE_SIZE)
+        mode = request.param("mode") or "last_stage"
+        if mode not in ("last_stage", "in_call"):
+            raise BadRequest(f'mode: "{mode}" is not a valid choice.')
+        chosen = calls_transcript.last_stage() if mode == "last_stage" else calls_transcript.messages
+        return self._offset_list(request, "messages", chosen, MESSAGES_PAGE_SIZE)
+
+    async def stages(self, request: Request, call_id: str, stage_id: str | None = None) -> Response:
+        record = self.account.find(call_id)
+        if record is None:
+            return responses.detail(404, _NOT_FOUND)
+        stages = transcript(record).stages
+        if stage_id is None:
+            return self._offset_list(request, "stages", stages, MESSAGES_PAGE_SIZE)
+        for stage in stages:
+            if stage["callStageId"] == stage_id:
+                return responses.json_response(200, stage)
+        return responses.detail(404, _NOT_FOUND)
+
+    def _offset_list(
+        self, request: Request, kind: str, items: Sequence[dict[str, Any]], default: int
+    ) -> Response:
+        # Transcripts never change once generated, so an offset inside the cursor is stable.
+        cursor = _cursor(request, kind)
+        if cursor is not None and cursor.key is not None:
+            raise BadRequest("Invalid cursor")
+        size = page_size(request.param("pageSize"), min(default, self.page_size_max), self.page_size_max)
+        start = min(cursor.offset if cursor else 0, len(items))
+        stop = min(len(items), start + size)
+        after = Cursor(kind, offset=stop) if stop < len(items) else None
+        before = Cursor(kind, offset=max(0, start - size)) if start > 0 else None
+        payload = {
+            "next": self._link(request, after),
+            "previous": self._link(request, before),
+            "results": list(items[start:stop]),
+            "total": len(items),
+        }
+        return responses.json_response(200, payload)
+
+    # -- recordings ----------------------------------------------------------------------------------
+    async def recording(self, request: Request, call_id: str) -> Response:
+        record = self.account.find(call_id)
+        if record is None:
+            return responses.detail(404, _NOT_FOUND)
+        status = self.account.poll_recording(record)
+        if status == "not_enabled":
+            # 400: the request can never succeed for this call, unlike 425; 404 would read as "no call".
+            return responses.detail(400, "Recording is not enabled for this call.")
+        if status == "processing":
+            return responses.detail(425, "Recording not yet available.")
+        if record.delivery == "direct":
+            return responses.audio_response(record)
+        born_expired = self.account.issue_signed_url(record, self.config.expired_url_rate)
+        now = int(self.clock())
+        expires = now - 60 if born_expired else int(now + self.config.signed_url_ttl_s)
+        self.stats.signed_urls_issued += 1
+        return Response(302, [("Location", self.signer.url(record.call_id, expires))])
+
+
+def _match(path: str) -> tuple[_Route | None, dict[str, str]]:
+    for route in _ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found:
+            return route, found.groupdict()
+    return None, {}
+
+
+def _cursor(request: Request, kind: str) -> Cursor | None:
+    text = request.param("cursor")
+    return decode_cursor(text, kind) if text else None

@@ -1,0 +1,136 @@
+"""Wires the simulator together: account, fault config, stats and the two listening origins."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from etl.simulator import wire
+from etl.simulator.account import AccountSpec
+from etl.simulator.api_routes import ApiOrigin
+from etl.simulator.control import ControlOrigin
+from etl.simulator.faults import FaultConfig
+from etl.simulator.options import SimulatorOptions
+from etl.simulator.signing import UrlSigner
+from etl.simulator.state import Account
+from etl.simulator.stats import Stats
+from etl.simulator.storage import StorageOrigin
+from etl.simulator.wire import Request, Response
+
+LOOPBACK = "127.0.0.1"  # never reachable from outside the machine
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    api_base_url: str
+    storage_url: str
+    control_url: str
+    api_key: str
+    since: str  # first and last UTC day of the generated calls, YYYY-MM-DD
+    until: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"event": "ready", **dataclasses.asdict(self)}
+
+
+ReadyCallback = Callable[[ReadyInfo], None]
+
+
+def fault_config(options: SimulatorOptions) -> FaultConfig:
+    return FaultConfig(
+        latency_ms=options.latency_ms,
+        latency_jitter_ms=options.latency_jitter_ms,
+        rate_limit_rps=options.rate_limit_rps,
+        error_rate_5xx=options.error_rate_5xx,
+        reset_rate=options.reset_rate,
+        storage_error_rate=options.storage_error_rate,
+        storage_reset_rate=options.storage_reset_rate,
+        expired_url_rate=options.expired_url_rate,
+        signed_url_ttl_s=options.signed_url_ttl_s,
+    )
+
+
+def _listening_socket(port: int) -> socket.socket:
+    # Bound before the origins are built: the API must know the storage port to sign URLs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    options: SimulatorOptions, ready_callback: ReadyCallback, stop: asyncio.Event | None = None
+) -> None:
+    """Serve until `stop` is set (forever when None); `ready_callback` runs once both ports listen."""
+    spec = AccountSpec(
+        seed=options.seed,
+        calls=options.calls,
+        days=options.days,
+        start_date=options.start_date,
+        recording_bytes=options.recording_bytes,
+        huge_recording_bytes=options.huge_recording_bytes,
+    )
+    account, config, stats = Account(spec), fault_config(options), Stats()
+    api_sock, storage_sock = _listening_socket(options.port), _listening_socket(options.storage_port)
+    api_url = f"http://{LOOPBACK}:{api_sock.getsockname()[1]}"
+    storage_url = f"http://{LOOPBACK}:{storage_sock.getsockname()[1]}"
+    signer = UrlSigner(os.urandom(32), storage_url)
+    api = ApiOrigin(
+        account,
+        config,
+        stats,
+        signer,
+        api_key=options.api_key,
+        page_size_max=options.page_size_max,
+        seed=options.seed,
+    )
+    control = ControlOrigin(account, config, stats)
+    storage = StorageOrigin(account, config, stats, signer, api_key=options.api_key, seed=options.seed)
+
+    async def api_port(request: Request) -> Response:
+        if request.path == "/_sim" or request.path.startswith("/_sim/"):
+            return await control.handle(request)
+        return await api.handle(request)
+
+    servers = [
+        await wire.start(api_port, api_sock, stats),
+        await wire.start(storage.handle, storage_sock, stats),
+    ]
+    since, until = account.date_range()
+    ready_callback(
+        ReadyInfo(
+            f"{api_url}/api",
+            storage_url,
+            f"{api_url}/_sim",
+            options.api_key,
+            since.isoformat(),
+            until.isoformat(),
+        )
+    )
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        for server in servers:
+            server.close()
+
+
+def run(options: SimulatorOptions, ready_callback: ReadyCallback) -> int:
+    """Blocking entry point: serve until SIGTERM or SIGINT, then return exit status 0."""
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(options, ready_callback, stop)
+
+    asyncio.run(until_signalled())
+    return 0

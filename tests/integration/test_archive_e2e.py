@@ -1,0 +1,195 @@
+"""End to end over real HTTP: the simulator in a server process, a moto S3 server, the real CLI.
+
+Every assertion is against the simulator's ground truth: the calls, messages and recording checksums
+it generated, never what our code wrote earlier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pytest
+from archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
+from click.testing import CliRunner
+
+from etl.cli import main
+from etl.simulator.process import SimulatorHandle, running_simulator
+
+
+def fast_config(tmp_path: Path) -> Path:
+    """Short polling so recordings that become ready after a poll or two land within the test."""
+    config = tmp_path / "archiver.toml"
+    config.write_text(
+        "[archiver]\n"
+        "recording_wait_s = 4\n"
+        "recording_poll_initial_s = 0.1\n"
+        "recording_poll_max_s = 0.5\n"
+        "retry_initial_s = 0.02\n"
+        "retry_max_s = 0.2\n"
+        "max_rps = 2000\n"
+    )
+    return config
+
+
+def backfill(
+    sim: SimulatorHandle, dest: str, config: Path, *extra: str, key: str | None = None
+) -> tuple[int, str]:
+    env = {
+        "ULTRAVOX_API_KEY": key or sim.api_key,
+        "ULTRAVOX_API_BASE_URL": sim.api_base_url,
+        "ARCHIVE_DEST": dest,
+        "ARCHIVER_CONFIG": str(config),
+    }
+    args = ["backfill", "--since", sim.since, "--until", sim.until, "--log-format", "json", *extra]
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def big_account() -> Iterator[SimulatorHandle]:
+    with running_simulator(calls=320, seed=11, expired_url_rate=0.1) as sim:
+        yield sim
+
+
+def test_archives_a_simulated_account_to_s3_exactly(
+    big_account: SimulatorHandle, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    sim = big_account
+    sim.reset_stats()
+    code, output = backfill(sim, f"s3://{s3_bucket}/ultravox", fast_config(tmp_path))
+    truth = sim.truth()
+    assert code == 0, output
+
+    archive = read_archive(f"{s3_bucket}/ultravox", s3_filesystem(s3_endpoint))
+    expected = Expected(truth)
+    assert len(expected.archived) >= 300
+    assert_matches_truth(archive, expected)
+
+    statuses = {row["recording_status"] for row in archive.calls}
+    assert statuses == {"archived", "not_enabled", "pending"}
+    underway = [t for t in truth if t["underway"]]
+    assert underway, "the account must have calls still underway"
+    assert f"{len(underway)} calls underway" in output
+
+    stats = sim.stats()
+    assert stats["storage_requests_with_api_key"] == 0
+    assert "x-api-key" not in {name.lower() for name in stats["storage_header_names"]}
+    assert stats["requests"]["storage"] > 0
+    # in_call, never the default last_stage: multi-stage calls must be complete (checked above too).
+    assert stats["requests"]["messages"] >= len(expected.archived)
+
+    # Nothing the run stored mentions the key: objects, metadata, run records.
+    s3 = boto3.session.Session().client("s3")
+    for item in s3.list_objects_v2(Bucket=s3_bucket, Prefix="ultravox/_")["Contents"]:
+        body = s3.get_object(Bucket=s3_bucket, Key=item["Key"])["Body"].read()
+        assert sim.api_key.encode() not in body
+    head = (
+        s3.head_object(Bucket=s3_bucket, Key=archive.calls[0]["recording_uri"].split("/", 3)[3])
+        if any(r["recording_uri"] for r in archive.calls[:1])
+        else None
+    )
+    if head is not None:
+        assert head["Metadata"] == {}
+
+
+def test_parquet_on_s3_has_the_contract_types(
+    big_account: SimulatorHandle, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    sim = big_account
+    code, output = backfill(sim, f"s3://{s3_bucket}/a", fast_config(tmp_path), "--until", sim.since)
+    assert code == 0, output
+    archive = read_archive(f"{s3_bucket}/a", s3_filesystem(s3_endpoint))
+    calls, messages = archive.calls_schema, archive.messages_schema
+    utc_us = pa.timestamp("us", tz="UTC")
+    assert calls.field("created").type == utc_us
+    assert calls.field("ended").type == utc_us
+    assert calls.field("archived_at").type == utc_us
+    assert calls.field("metadata").type == pa.map_(pa.string(), pa.string())
+    assert calls.field("temperature").type == pa.float64()
+    assert calls.field("recording_bytes").type == pa.int64()
+    assert calls.field("call_date").type == pa.date32()
+    assert messages.field("message_index").type == pa.int32()
+    assert messages.field("start_s").type == pa.float64()
+    assert {row["call_date"].isoformat() for row in archive.calls} == {sim.since}
+
+
+def test_rerun_of_a_window_does_not_duplicate(
+    big_account: SimulatorHandle, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    sim = big_account
+    config = fast_config(tmp_path)
+    for _ in range(2):
+        code, output = backfill(sim, f"s3://{s3_bucket}/twice", config, "--until", sim.since)
+        assert code == 0, output
+    archive = read_archive(f"{s3_bucket}/twice", s3_filesystem(s3_endpoint))
+    truth = [t for t in sim.truth() if t["call_date"] == sim.since]
+    assert_matches_truth(archive, Expected(truth), check_audio=False)
+
+
+def test_bad_answers_fail_one_call_each_and_the_run_completes(tmp_path: Path) -> None:
+    with running_simulator(calls=60, seed=5) as sim:
+        ended = [t for t in sim.truth() if not t["underway"]]
+        missing_messages, html_messages, no_id = (t["call_id"] for t in ended[:3])
+        sim.configure(
+            rules=[
+                {"path": f"/api/calls/{missing_messages}/messages", "action": "status", "status": 404},
+                {"path": f"/api/calls/{html_messages}/messages", "action": "not_json"},
+            ],
+            strip_call_id=[no_id],
+        )
+        dest = tmp_path / "archive"
+        code, output = backfill(sim, str(dest), fast_config(tmp_path))
+        truth = sim.truth()
+
+    assert code == 1, output
+    archive = read_archive(str(dest))
+    assert_matches_truth(archive, Expected(truth, excluded={missing_messages, html_messages, no_id}))
+
+    (quarantine_file,) = (dest / "_quarantine").iterdir()
+    problems = [json.loads(line) for line in quarantine_file.read_text().splitlines()]
+    reasons = {p.get("call_id"): p["reason"] for p in problems}
+    assert "404" in reasons[missing_messages]
+    assert "not JSON" in reasons[html_messages]
+    no_id_problem = next(p for p in problems if p["kind"] == "bad_record")
+    assert "callId" in no_id_problem["reason"]
+    assert json.loads(no_id_problem["raw_json"])["created"] == next(
+        t["call"]["created"] for t in truth if t["call_id"] == no_id
+    )
+    assert "3 calls" not in output or "failed" in output
+
+
+def test_transient_faults_and_rate_limits_are_retried(tmp_path: Path) -> None:
+    with running_simulator(
+        calls=80,
+        seed=9,
+        error_rate_5xx=0.05,
+        reset_rate=0.03,
+        storage_error_rate=0.05,
+        storage_reset_rate=0.03,
+        expired_url_rate=0.3,
+        rate_limit_rps=40,
+    ) as sim:
+        dest = tmp_path / "archive"
+        code, output = backfill(sim, str(dest), fast_config(tmp_path))
+        truth = sim.truth()
+        stats = sim.stats()
+    assert code == 0, output
+    assert_matches_truth(read_archive(str(dest)), Expected(truth))
+    assert stats["rate_limited"] > 0
+    assert (
+        stats["responses"].get("500", 0) + stats["responses"].get("502", 0) + stats["responses"].get("503", 0)
+        > 0
+    )
+
+
+def test_rejected_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
+    with running_simulator(calls=5, seed=2) as sim:
+        wrong = "wrongkey." + "0" * 32
+        code, output = backfill(sim, str(tmp_path / "a"), fast_config(tmp_path), key=wrong)
+    assert code == 3, output
+    assert "rejected" in output
+    assert wrong not in output
