@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 
 from etl.api import ApiClient, ClientOptions
 from etl.config import Settings
+from etl.logs import configure_logging
 from etl.pipeline import Archiver, RunSummary
 from etl.report import exit_code, format_summary
 from etl.secrets import Secret
@@ -31,6 +32,7 @@ Query it:
 
 
 def run_demo(*, calls: int, seed: int, dest: Path) -> int:
+    configure_logging(fmt="text", level="warning", secret=None)
     click.echo(f"starting the simulator ({calls} calls, seed {seed}) ...")
     with running_simulator(calls=calls, seed=seed) as sim:
         settings = Settings(
@@ -72,12 +74,23 @@ def _show_archive(dest: Path) -> None:
             f"  {table:9} {dataset.count_rows():6} rows in {len(partitions)} partitions "
             f"({partitions[0]} .. {partitions[-1]})"
         )
-    recordings = list((dest / "recordings").glob("*/*.wav"))
-    total = sum(path.stat().st_size for path in recordings)
-    click.echo(f"  recordings {len(recordings):5} .wav files, {total / 1024 / 1024:.1f} MiB")
-    calls = ds.dataset(str(dest / "calls"), format="parquet", partitioning="hive")
-    sample = calls.head(3, columns=["call_date", "call_id", "ended", "recording_status", "short_summary"])
-    click.echo("\nA few calls:")
-    for row in sample.to_pylist():
-        click.echo(f"  {row}")
+    calls = ds.dataset(str(dest / "calls"), format="parquet", partitioning="hive").to_table()
+    archived = [uri for uri in calls.column("recording_uri").to_pylist() if uri]
+    total = sum(size or 0 for size in calls.column("recording_bytes").to_pylist())
+    click.echo(
+        f"  recordings {len(archived):5} .wav files, {total / 1024 / 1024:.1f} MiB, e.g. {archived[0]}"
+    )
+    by_status = calls.group_by("recording_status").aggregate([("call_id", "count")]).to_pylist()
+    click.echo(
+        "  recording_status: " + ", ".join(f"{r['recording_status']}={r['call_id_count']}" for r in by_status)
+    )
+    messages = ds.dataset(str(dest / "messages"), format="parquet", partitioning="hive")
+    first_call = calls.column("call_id")[0].as_py()
+    transcript = messages.to_table(
+        columns=["message_index", "role", "text"], filter=ds.field("call_id") == first_call
+    ).sort_by("message_index")
+    click.echo(f"\nThe start of call {first_call}:")
+    for row in transcript.slice(0, 4).to_pylist():
+        text = (row["text"] or "").replace("\n", " ")
+        click.echo(f"  {row['message_index']:>3} {row['role']:<11} {text[:90]}")
     click.echo("")

@@ -62,6 +62,13 @@ def test_ready_line_facts(sim: SimulatorHandle, truth: list[dict[str, Any]]) -> 
     assert {t["call_date"] for t in truth} == {"2026-03-02", "2026-03-03", "2026-03-04"}
 
 
+def test_truth_without_messages(sim: SimulatorHandle, truth: list[dict[str, Any]]) -> None:
+    light = sim.truth(messages=False)
+    assert [t["call_id"] for t in light] == [t["call_id"] for t in truth]
+    assert [t["message_count"] for t in light] == [len(t["messages"]) for t in truth]
+    assert all("messages" not in t for t in light)
+
+
 def test_missing_and_wrong_keys(sim: SimulatorHandle) -> None:
     with httpx.Client(base_url=sim.api_base_url, trust_env=False) as anonymous:
         sim.reset_stats()

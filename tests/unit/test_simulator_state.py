@@ -44,6 +44,13 @@ def test_recording_states_in_truth(account: Account) -> None:
     assert line["delivery"] == ready.delivery
 
 
+def test_truth_counts_messages_without_building_them(account: Account) -> None:
+    for record in account.live[:60]:
+        full, light = account.truth_line(record), account.truth_line(record, with_messages=False)
+        assert full["message_count"] == len(full["messages"]) and "messages" not in light
+        assert {k: v for k, v in full.items() if k != "messages"} == light
+
+
 def test_only_the_first_signed_url_is_born_expired(account: Account) -> None:
     record = account.live[0]
     assert [account.issue_signed_url(record, 1.0) for _ in range(3)] == [True, False, False]
