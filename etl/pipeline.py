@@ -26,6 +26,7 @@ from etl import records
 from etl.api import ApiClient
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
+from etl.merge import carried_over_rows
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.parquet import ParquetSpool, partition_key
 from etl.recordings import RecordingFetcher, RecordingPolicy
@@ -70,6 +71,8 @@ class RunSummary:
     calls_failed: int = 0
     records_quarantined: int = 0
     partitions_written: int = 0
+    # Archived calls this run did not archive again (deleted at the source, or failing now): kept.
+    calls_kept_from_archive: int = 0
     api_requests: int = 0
     rate_limited: int = 0
     retries: int = 0
@@ -103,27 +106,54 @@ class DayWriter:
 
     def __init__(self, day: date, spool_dir: Path) -> None:
         self.day = day
+        self.spool_dir = spool_dir
         self.calls = ParquetSpool(load_table_schema("calls"), spool_dir)
         self.messages = ParquetSpool(load_table_schema("messages"), spool_dir)
+        self.fresh_call_ids: set[str] = set()
+
+    def add_call(self, row: Mapping[str, Any], message_rows: list[dict[str, Any]]) -> None:
+        self.messages.add_many(message_rows)
+        self.calls.add(row)
+        self.fresh_call_ids.add(row["call_id"])
 
     def abort(self) -> None:
         self.calls.abort()
         self.messages.abort()
 
-    def publish(self, storage: Storage) -> bool:
-        """Upload messages first, then calls: a reader who sees a call also finds its transcript."""
+    def publish(self, storage: Storage) -> int:
+        """Merge with the archived partition, then upload messages first and calls second, so a
+        reader who sees a call also finds its transcript. Returns the number of calls carried over."""
+        calls_key = partition_key("calls", self.day, PARTITION_FILE)
+        messages_key = partition_key("messages", self.day, PARTITION_FILE)
+        kept = self._carry_over(storage, calls_key, messages_key)
         messages_file = self.messages.close()
         calls_file = self.calls.close()
         try:
             if messages_file is not None:
-                storage.put_file(partition_key("messages", self.day, PARTITION_FILE), messages_file)
+                storage.put_file(messages_key, messages_file)
             if calls_file is not None:
-                storage.put_file(partition_key("calls", self.day, PARTITION_FILE), calls_file)
+                storage.put_file(calls_key, calls_file)
         finally:
             for path in (messages_file, calls_file):
                 if path is not None:
                     path.unlink(missing_ok=True)
-        return calls_file is not None
+        return kept
+
+    def _carry_over(self, storage: Storage, calls_key: str, messages_key: str) -> int:
+        archived = self.spool_dir / f"archived-{uuid.uuid4().hex}.parquet"
+        kept: set[str] = set()
+        try:
+            if not storage.get_file(calls_key, archived):
+                return 0
+            for rows in carried_over_rows(archived, lambda call_id: call_id not in self.fresh_call_ids):
+                self.calls.add_many(rows)
+                kept.update(row["call_id"] for row in rows)
+            if kept and storage.get_file(messages_key, archived):
+                for rows in carried_over_rows(archived, kept.__contains__):
+                    self.messages.add_many(rows)
+        finally:
+            archived.unlink(missing_ok=True)
+        return len(kept)
 
 
 class Archiver:
@@ -252,9 +282,11 @@ class _Run:
                 # Publishing a partial listing would replace the day's partition with fewer calls.
                 writer.abort()
                 return
-            if await asyncio.to_thread(writer.publish, self.storage):
+            kept = await asyncio.to_thread(writer.publish, self.storage)
+            if writer.fresh_call_ids or kept:
                 self.summary.partitions_written += 1
-                log.info("partition written", extra={"call_date": day.isoformat()})
+                self.summary.calls_kept_from_archive += kept
+                log.info("partition written", extra={"call_date": day.isoformat(), "calls_kept": kept})
         except BaseException:
             writer.abort()
             raise
@@ -323,8 +355,7 @@ class _Run:
                 call_id=call_id,
             )
             return
-        writer.messages.add_many(message_rows)
-        writer.calls.add(row)
+        writer.add_call(row, message_rows)
         self._count(outcome, call_id, len(message_rows))
 
     async def _fetch_messages(self, call_id: str) -> list[Any]:

@@ -29,6 +29,8 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         f"{summary.recordings_pending} recordings not ready",
         f"  failed              {summary.calls_failed} calls, {summary.recordings_failed} recordings, "
         f"{summary.records_quarantined} records quarantined",
+        f"  kept from archive   {summary.calls_kept_from_archive} calls the source no longer listed "
+        "or that failed this run",
         f"  api requests        {summary.api_requests} ({summary.rate_limited} rate-limited, "
         f"{summary.retries} retries)",
     ]

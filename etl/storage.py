@@ -70,6 +70,10 @@ class Storage(Protocol):
 
     def get_bytes(self, key: str) -> bytes | None: ...
 
+    def get_file(self, key: str, path: Path) -> bool:
+        """Stream an object into a local file; False when there is no such object."""
+        ...
+
     def head(self, key: str) -> ObjectInfo | None: ...
 
     def list_keys(self, prefix: str = "") -> Iterator[str]: ...
@@ -251,6 +255,17 @@ class S3Storage:
                 body.close()
             return data
 
+    def get_file(self, key: str, path: Path) -> bool:
+        uri = self.uri_for(key)
+        with _s3_errors("download", uri):
+            try:
+                self._client.download_file(self._bucket, self._object_key(key), str(path))
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    return False
+                raise
+            return True
+
     def head(self, key: str) -> ObjectInfo | None:
         uri = self.uri_for(key)
         with _s3_errors("head", uri):
@@ -388,6 +403,15 @@ class LocalStorage:
             # A "directory" key or a file in place of a parent is simply no object, as on S3.
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None
+
+    def get_file(self, key: str, path: Path) -> bool:
+        source = self._path_for(key)
+        with _os_errors("read", _file_uri(source)):
+            try:
+                shutil.copyfile(source, path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return False
+            return True
 
     def head(self, key: str) -> ObjectInfo | None:
         path = self._path_for(key)

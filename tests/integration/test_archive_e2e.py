@@ -193,3 +193,20 @@ def test_rejected_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
     assert code == 3, output
     assert "rejected" in output
     assert wrong not in output
+
+
+def test_a_rewrite_never_drops_archived_calls(tmp_path: Path) -> None:
+    """A call deleted at the source, or failing in a later run, stays archived with its transcript."""
+    with running_simulator(calls=40, seed=21, days=1) as sim:
+        dest, config = tmp_path / "archive", fast_config(tmp_path)
+        assert backfill(sim, str(dest), config)[0] == 0
+        first_truth = sim.truth()
+        ended = [t for t in first_truth if not t["underway"]]
+        deleted, failing = ended[0]["call_id"], ended[1]["call_id"]
+        sim.advance(delete_calls=[deleted])
+        sim.configure(rules=[{"path": f"/api/calls/{failing}/messages", "action": "status", "status": 500}])
+        code, output = backfill(sim, str(dest), config)
+    assert code == 1, output  # the failing call is reported ...
+    assert "kept from archive   2 calls" in output
+    # ... and the archive still equals the first run's truth: nothing lost, nothing doubled.
+    assert_matches_truth(read_archive(str(dest)), Expected(first_truth))
