@@ -27,6 +27,7 @@ from etl.config import Settings, load_settings
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.logs import configure_logging
 from etl.pipeline import Archiver, RunSummary
+from etl.progress import progress_for
 from etl.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
 from etl.storage import Storage, open_storage
 
@@ -162,12 +163,18 @@ def open_destination(settings: Settings) -> Storage:
 def _run_backfill(settings: Settings, since: date, until: date) -> RunSummary:
     storage = open_destination(settings)
 
+    progress = progress_for(sys.stderr)
+
     async def run() -> RunSummary:
         async with ApiClient(ClientOptions.from_settings(settings)) as client:
-            return await Archiver(settings, client=client, storage=storage).backfill(since, until)
+            archiver = Archiver(settings, client=client, storage=storage, progress=progress)
+            return await archiver.backfill(since, until)
 
     try:
         return asyncio.run(run())
     except ArchiverError as exc:
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
         sys.exit(EXIT_FATAL)
+    finally:
+        if progress is not None:
+            progress.finish()

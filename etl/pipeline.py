@@ -165,7 +165,9 @@ class Archiver:
         storage: Storage,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        progress: Callable[[RunSummary], None] | None = None,
     ) -> None:
+        self._progress = progress
         self._settings = settings
         self._client = client
         self._storage = storage
@@ -241,6 +243,7 @@ class _Run:
         self.spool_dir = spool_dir
         self.archived_at = started
         self.call_slots = asyncio.Semaphore(settings.concurrency)
+        self.progress: Callable[[RunSummary], None] | None = None
         self.fetcher = RecordingFetcher(
             client,
             storage,
@@ -357,6 +360,8 @@ class _Run:
             return
         writer.add_call(row, message_rows)
         self._count(outcome, call_id, len(message_rows))
+        if self.progress is not None:
+            self.progress(self.summary)
 
     async def _fetch_messages(self, call_id: str) -> list[Any]:
         messages: list[Any] = []

@@ -155,5 +155,5 @@ class RecordingFetcher:
         sha256 = spool.finish()
         key = recording_key(call_date, call_id)
         uri = await asyncio.to_thread(self._storage.put_file, key, spool.path, content_type="audio/wav")
-        log.info("recording archived", extra={"call_id": call_id, "bytes": spool.size})
+        log.debug("recording archived", extra={"call_id": call_id, "bytes": spool.size})
         return RecordingOutcome(RecordingStatus.ARCHIVED, uri=uri, size_bytes=spool.size, sha256=sha256)

@@ -210,3 +210,17 @@ def test_a_rewrite_never_drops_archived_calls(tmp_path: Path) -> None:
     assert "kept from archive   2 calls" in output
     # ... and the archive still equals the first run's truth: nothing lost, nothing doubled.
     assert_matches_truth(read_archive(str(dest)), Expected(first_truth))
+
+
+def test_a_day_whose_listing_is_not_json_fails_alone(tmp_path: Path) -> None:
+    with running_simulator(calls=30, seed=4, days=3) as sim:
+        bad_day = sim.until
+        sim.configure(rules=[{"path": f"^/api/calls\\?.*fromDate={bad_day}", "action": "not_json"}])
+        dest = tmp_path / "archive"
+        code, output = backfill(sim, str(dest), fast_config(tmp_path))
+        truth = sim.truth()
+    assert code == 1, output
+    assert f"listing the calls of {bad_day} failed" in output and "not JSON" in output
+    others = [t for t in truth if t["call_date"] != bad_day]
+    assert_matches_truth(read_archive(str(dest)), Expected(others))
+    assert not (dest / "calls" / f"call_date={bad_day}").exists()
