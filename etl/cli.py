@@ -7,6 +7,8 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
      and `_quarantine/` in the destination); re-run the same window to retry them
   2  usage or configuration error (bad flag, missing API key, unreadable config file)
   3  fatal: the run stopped (API key rejected, destination unusable)
+  4  nothing failed, but some partitions were skipped because another run holds them (overlapping
+     runs); the next run picks them up
 """
 
 from __future__ import annotations
@@ -15,21 +17,22 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from etl.api import ApiClient, ClientOptions
-from etl.config import Settings, load_settings
+from etl.config import Settings, load_destination, load_settings
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.logs import configure_logging
-from etl.pipeline import Archiver, RunSummary
+from etl.pipeline import Archiver
 from etl.progress import progress_for
 from etl.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
+from etl.status import format_status, read_status
 from etl.storage import Storage, open_storage
+from etl.summary import RunSummary
 
 log = logging.getLogger("etl.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,9 +114,48 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run_backfill(settings, first, last)
-    click.echo(format_summary(summary, settings.dest))
-    sys.exit(exit_code(summary))
+    _finish(settings, _run(settings, lambda archiver: archiver.backfill(first, last)))
+
+
+@main.command()
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Where the history starts, for a first sync into an empty destination [env ARCHIVER_SINCE].",
+)
+@click.option(
+    "--refresh-days", type=float, help="Days after which a partition stops being revisited [default 2]."
+)
+@click.option(
+    "--lock-wait", "lock_wait_s", type=float, help="Seconds to wait for a partition another run holds."
+)
+@settings_options
+def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
+    """The scheduled job: archive what is new or changed since the last run.
+
+    Works out from the destination what to do: every partition that is not final yet (calls underway,
+    recordings pending, failures, or inside the refresh window) and every day since the newest one.
+
+    \b
+    Example (cron, every hour):
+      ULTRAVOX_API_KEY=... ARCHIVE_DEST=s3://my-bucket/ultravox ultravox-archiver sync
+    """
+    flags["since"] = since.date() if since else None
+    settings = _settings_or_exit(flags)
+    configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    _finish(settings, _run(settings, lambda archiver: archiver.sync(settings.since)))
+
+
+@main.command()
+@click.option("--dest", help="s3://bucket/prefix or a local directory [env ARCHIVE_DEST; default ./archive].")
+def status(dest: str | None) -> None:
+    """Show what the archive's state says: partitions final and open, pending work, the last run, lag."""
+    try:
+        destination = load_destination(dest, os.environ)
+        click.echo(format_status(read_status(open_storage(destination)), destination))
+    except (StorageError, ConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FATAL if isinstance(exc, StorageError) else EXIT_USAGE)
 
 
 @main.command()
@@ -160,21 +202,24 @@ def open_destination(settings: Settings) -> Storage:
         sys.exit(EXIT_FATAL)
 
 
-def _run_backfill(settings: Settings, since: date, until: date) -> RunSummary:
+def _run(settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]]) -> RunSummary:
     storage = open_destination(settings)
-
     progress = progress_for(sys.stderr)
 
     async def run() -> RunSummary:
         async with ApiClient(ClientOptions.from_settings(settings)) as client:
-            archiver = Archiver(settings, client=client, storage=storage, progress=progress)
-            return await archiver.backfill(since, until)
+            return await work(Archiver(settings, client=client, storage=storage, progress=progress))
 
     try:
         return asyncio.run(run())
     except ArchiverError as exc:
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
-        sys.exit(EXIT_FATAL)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
     finally:
         if progress is not None:
             progress.finish()
+
+
+def _finish(settings: Settings, summary: RunSummary) -> None:
+    click.echo(format_summary(summary, settings.dest))
+    sys.exit(exit_code(summary))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ ENV_VARS: Mapping[str, str] = {
     "concurrency": "ARCHIVER_CONCURRENCY",
     "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
     "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
+    "refresh_days": "ARCHIVER_REFRESH_DAYS",
+    "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
+    "since": "ARCHIVER_SINCE",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -57,6 +61,15 @@ class Settings:
     # How often a fresh signed URL is requested after the storage host refused an expired one.
     recording_url_refreshes: int = 3
     spool_dir: Path | None = None
+    # Partitions whose day ended less than this long ago are revisited by `sync`: summaries and
+    # billing fields are filled in after a call ends.
+    refresh_days: float = 2.0
+    # A run holds each partition's lease this long between renewals; a killed run's lease expires.
+    lease_ttl_s: float = 600.0
+    # How long to wait for a partition another run holds; 0 = skip it and say so.
+    lock_wait_s: float = 0.0
+    # Where a first `sync` starts when nothing is archived yet.
+    since: date | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -78,6 +91,10 @@ def validate(settings: Settings) -> None:
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.lease_ttl_s < 30:
+        raise ConfigError("lease_ttl_s must be at least 30 seconds")
+    if settings.refresh_days < 0 or settings.lock_wait_s < 0:
+        raise ConfigError("refresh_days and lock_wait_s must not be negative")
     if settings.recording_wait_s < 0:
         raise ConfigError("--recording-wait must not be negative")
 
@@ -120,6 +137,25 @@ def load_settings(
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+
+
+def load_destination(flag: str | None, env: Mapping[str, str], *, config_file: Path | None = None) -> str:
+    """Only the destination, for commands that read the archive and need no API key."""
+    if flag:
+        return flag
+    if env.get("ARCHIVE_DEST"):
+        return env["ARCHIVE_DEST"]
+    path = config_file or _path_or_none(env.get("ARCHIVER_CONFIG"))
+    return str(_read_config_file(path).get("dest", DEFAULT_DEST)) if path else DEFAULT_DEST
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"since must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _path_or_none(value: object) -> Path | None:
@@ -166,6 +202,9 @@ _NUMBER_FIELDS_FLOAT = {
     "recording_wait_s",
     "recording_poll_initial_s",
     "recording_poll_max_s",
+    "refresh_days",
+    "lease_ttl_s",
+    "lock_wait_s",
 }
 
 
@@ -179,6 +218,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if name == "spool_dir":
         return Path(value)
+    if name == "since":
+        return _date(value)
     if name in ("api_base_url", "dest"):
         return str(value).rstrip("/") if name == "api_base_url" else str(value)
     return value

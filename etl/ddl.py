@@ -69,8 +69,15 @@ def _doubled_quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _header(dialect: str, notes: Sequence[str]) -> list[str]:
-    return [f"-- {dialect} DDL for the ultravox-archiver tables.", f"-- {_GENERATED}", *notes, ""]
+def _document(
+    dialect: str,
+    notes: Sequence[str],
+    statement: Callable[[TableSchema], list[str]],
+    tables: Sequence[TableSchema],
+) -> str:
+    """The header, then each table's statement (its lines), every statement ending in a blank line."""
+    header = [f"-- {dialect} DDL for the ultravox-archiver tables.", f"-- {_GENERATED}", *notes, ""]
+    return "\n".join(header + ["\n".join([*statement(table), ""]) for table in tables])
 
 
 def _column_list(definitions: Sequence[str], comments: Sequence[str] | None = None) -> str:
@@ -91,10 +98,10 @@ def render_athena(tables: Sequence[TableSchema]) -> str:
         f"-- Replace {S3_ROOT} with the archive destination. Run one statement at a time.",
         "-- Partition projection finds new call_date partitions without MSCK REPAIR TABLE.",
     ]
-    return "\n".join(_header("Amazon Athena", notes) + [_athena_table(t) for t in tables])
+    return _document("Amazon Athena", notes, _athena_table, tables)
 
 
-def _athena_table(table: TableSchema) -> str:
+def _athena_table(table: TableSchema) -> list[str]:
     part = table.partition
     location = f"{S3_ROOT}/{table.name}/"
     columns = [
@@ -114,21 +121,18 @@ def _athena_table(table: TableSchema) -> str:
         ("parquet.compression", "ZSTD"),
         ("contract_version", str(table.version)),
     ]
-    return "\n".join(
-        [
-            f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table.name}` (",
-            _column_list(columns),
-            ")",
-            f"COMMENT {_backslash_quoted(table.description)}",
-            f"PARTITIONED BY (`{part.name}` string COMMENT {_backslash_quoted(part.description)})",
-            "STORED AS PARQUET",
-            f"LOCATION '{location}'",
-            "TBLPROPERTIES (",
-            _column_list([f"'{key}' = '{value}'" for key, value in properties]),
-            ");",
-            "",
-        ]
-    )
+    return [
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table.name}` (",
+        _column_list(columns),
+        ")",
+        f"COMMENT {_backslash_quoted(table.description)}",
+        f"PARTITIONED BY (`{part.name}` string COMMENT {_backslash_quoted(part.description)})",
+        "STORED AS PARQUET",
+        f"LOCATION '{location}'",
+        "TBLPROPERTIES (",
+        _column_list([f"'{key}' = '{value}'" for key, value in properties]),
+        ");",
+    ]
 
 
 # --- BigQuery ------------------------------------------------------------------------------------
@@ -139,10 +143,10 @@ def render_bigquery(tables: Sequence[TableSchema]) -> str:
         f"-- Replace {BIGQUERY_DATASET} and {GCS_ROOT} (a copy of the archive in Cloud Storage).",
         "-- For the archive on S3 itself, use BigQuery Omni: add WITH CONNECTION and s3:// URIs.",
     ]
-    return "\n".join(_header("BigQuery", notes) + [_bigquery_table(t) for t in tables])
+    return _document("BigQuery", notes, _bigquery_table, tables)
 
 
-def _bigquery_table(table: TableSchema) -> str:
+def _bigquery_table(table: TableSchema) -> list[str]:
     part = table.partition
     columns = [
         f"`{c.name}` {_BIGQUERY_TYPES[c.type]} OPTIONS (description = {_backslash_quoted(c.description)})"
@@ -155,21 +159,18 @@ def _bigquery_table(table: TableSchema) -> str:
         "require_hive_partition_filter = false",
         f"description = {_backslash_quoted(table.description)}",
     ]
-    return "\n".join(
-        [
-            f"CREATE EXTERNAL TABLE IF NOT EXISTS `{BIGQUERY_DATASET}.{table.name}` (",
-            _column_list(columns),
-            ")",
-            # Partition columns take no OPTIONS, so the description goes in a comment.
-            "WITH PARTITION COLUMNS (",
-            _column_list([f"`{part.name}` {_BIGQUERY_TYPES[part.type]}"], [part.description]),
-            ")",
-            "OPTIONS (",
-            _column_list(options),
-            ");",
-            "",
-        ]
-    )
+    return [
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{BIGQUERY_DATASET}.{table.name}` (",
+        _column_list(columns),
+        ")",
+        # Partition columns take no OPTIONS, so the description goes in a comment.
+        "WITH PARTITION COLUMNS (",
+        _column_list([f"`{part.name}` {_BIGQUERY_TYPES[part.type]}"], [part.description]),
+        ")",
+        "OPTIONS (",
+        _column_list(options),
+        ");",
+    ]
 
 
 # --- Snowflake -----------------------------------------------------------------------------------
@@ -180,10 +181,10 @@ def render_snowflake(tables: Sequence[TableSchema]) -> str:
         f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root).",
         "-- External table columns cannot carry comments, so the contract descriptions follow each line.",
     ]
-    return "\n".join(_header("Snowflake", notes) + [_snowflake_table(t) for t in tables])
+    return _document("Snowflake", notes, _snowflake_table, tables)
 
 
-def _snowflake_table(table: TableSchema) -> str:
+def _snowflake_table(table: TableSchema) -> list[str]:
     part = table.partition
     # METADATA$FILENAME is the path below the stage: <table>/<column>=YYYY-MM-DD/<file>.parquet.
     part_expr = f"SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '{part.name}=', 2), '/', 1)"
@@ -192,20 +193,17 @@ def _snowflake_table(table: TableSchema) -> str:
     columns = [f"{part.name} {_SNOWFLAKE_TYPES[part.type]} AS ({part_expr})"]
     columns += [_snowflake_column(c) for c in table.file_columns]
     comments = [part.description] + [c.description for c in table.file_columns]
-    return "\n".join(
-        [
-            f"CREATE EXTERNAL TABLE IF NOT EXISTS {table.name} (",
-            _column_list(columns, comments),
-            ")",
-            f"PARTITION BY ({part.name})",
-            f"LOCATION = {SNOWFLAKE_STAGE}/{table.name}/",
-            "AUTO_REFRESH = FALSE",
-            # USE_LOGICAL_TYPE: read Parquet timestamps as timestamps, not as raw integers.
-            "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE)",
-            f"COMMENT = {_doubled_quoted(table.description)};",
-            "",
-        ]
-    )
+    return [
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {table.name} (",
+        _column_list(columns, comments),
+        ")",
+        f"PARTITION BY ({part.name})",
+        f"LOCATION = {SNOWFLAKE_STAGE}/{table.name}/",
+        "AUTO_REFRESH = FALSE",
+        # USE_LOGICAL_TYPE: read Parquet timestamps as timestamps, not as raw integers.
+        "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE)",
+        f"COMMENT = {_doubled_quoted(table.description)};",
+    ]
 
 
 def _snowflake_column(column: Column) -> str:
@@ -224,27 +222,24 @@ def render_duckdb(tables: Sequence[TableSchema]) -> str:
         "-- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, PROVIDER",
         "-- credential_chain)). union_by_name lets files written before a column was added read as null.",
     ]
-    return "\n".join(_header("DuckDB", notes) + [_duckdb_view(t) for t in tables])
+    return _document("DuckDB", notes, _duckdb_view, tables)
 
 
-def _duckdb_view(table: TableSchema) -> str:
+def _duckdb_view(table: TableSchema) -> list[str]:
     part = table.partition
     hive_type = "DATE" if part.type == "date" else "VARCHAR"
-    return "\n".join(
-        [
-            f"-- {table.description}",
-            f'CREATE OR REPLACE VIEW "{table.name}" AS',
-            "SELECT",
-            _column_list([f'"{c.name}"' for c in table.columns], [c.description for c in table.columns]),
-            "FROM read_parquet(",
-            f"  '{DUCKDB_ROOT}/{table.name}/*/*.parquet',",
-            "  hive_partitioning = true,",
-            f"  hive_types = {{'{part.name}': {hive_type}}},",
-            "  union_by_name = true",
-            ");",
-            "",
-        ]
-    )
+    return [
+        f"-- {table.description}",
+        f'CREATE OR REPLACE VIEW "{table.name}" AS',
+        "SELECT",
+        _column_list([f'"{c.name}"' for c in table.columns], [c.description for c in table.columns]),
+        "FROM read_parquet(",
+        f"  '{DUCKDB_ROOT}/{table.name}/*/*.parquet',",
+        "  hive_partitioning = true,",
+        f"  hive_types = {{'{part.name}': {hive_type}}},",
+        "  union_by_name = true",
+        ");",
+    ]
 
 
 # --- files ---------------------------------------------------------------------------------------

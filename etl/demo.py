@@ -12,11 +12,12 @@ import pyarrow.dataset as ds
 from etl.api import ApiClient, ClientOptions
 from etl.config import Settings
 from etl.logs import configure_logging
-from etl.pipeline import Archiver, RunSummary
+from etl.pipeline import Archiver
 from etl.report import exit_code, format_summary
 from etl.secrets import Secret
 from etl.simulator.process import running_simulator
 from etl.storage import open_storage
+from etl.summary import RunSummary
 
 QUERY_HINT = """\
 Query it:

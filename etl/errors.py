@@ -47,3 +47,11 @@ class BadRecord(ArchiverError):
 
 class StorageError(ArchiverError):
     """The destination (S3 or a local directory) refused or failed an operation."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write or delete lost a race: the object was created, changed or removed first."""
+
+
+class LeaseLost(ArchiverError):
+    """A lease we held was taken over, released or could not be renewed; stop before publishing."""

@@ -1,10 +1,14 @@
-"""Wires the stages: list calls per day -> fetch transcripts and recordings -> rows -> Parquet -> storage.
+"""Wires the stages: plan days -> list calls -> transcripts and recordings -> rows -> partition -> state.
 
-Concurrency lives here. Days are listed a few at a time; each listed call becomes a task once one of
-`concurrency` call slots is free, so listing never runs ahead of processing (memory stays flat however
-many calls a day has). All API requests share the client's rate limiter; storage downloads have their
-own bound. A failure inside one call is recorded against that call and the run goes on; only a
-rejected API key stops everything, since nothing else could succeed.
+Concurrency lives here. Days are worked on a few at a time; each listed call becomes a task once one
+of `concurrency` call slots is free, so listing never runs ahead of processing (memory stays flat
+however many calls a day has). All API requests share the client's rate limiter; storage downloads
+have their own bound. A failure inside one call is recorded against that call and the run goes on;
+only a rejected API key or an unusable destination stops everything.
+
+Each day is one partition, written by one run at a time: the run holds the partition's lease in the
+destination while it works, marks the partition open before writing anything, and writes the
+manifest last (see `state`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,25 @@ from etl import records
 from etl.api import ApiClient
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
-from etl.merge import carried_over_rows
+from etl.lease import Lease, Leases, renewing
+from etl.merge import ArchivedCall, transcript_is_reusable
 from etl.model import RecordingOutcome, RecordingStatus
-from etl.parquet import ParquetSpool, partition_key
-from etl.recordings import RecordingFetcher, RecordingPolicy
-from etl.schema import load_table_schema
+from etl.partition import Partition
+from etl.recordings import RecordingFetcher, RecordingPolicy, recording_key
+from etl.schema import load_table_schema, table_names
+from etl.state import (
+    MANIFEST_PREFIX,
+    OPEN_PREFIX,
+    PartitionManifest,
+    day_from_key,
+    is_final,
+    lease_name,
+    manifest_key,
+    open_marker_key,
+    plan_sync,
+)
 from etl.storage import Storage
+from etl.summary import Problem, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -39,121 +57,10 @@ log = logging.getLogger(__name__)
 _SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _RAW_QUARANTINE_LIMIT = 64 * 1024
 _DAYS_IN_FLIGHT = 3
-PARTITION_FILE = "data.parquet"
-
-
-@dataclass
-class Problem:
-    """One call (or listing) that could not be archived, with the reason; written to `_quarantine/`."""
-
-    kind: str
-    reason: str
-    call_date: str | None = None
-    call_id: str | None = None
-    raw_json: str | None = None
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    since: str
-    until: str
-    started_at: str
-    finished_at: str | None = None
-    calls_archived: int = 0
-    messages_archived: int = 0
-    recordings_archived: int = 0
-    recording_bytes: int = 0
-    recordings_not_enabled: int = 0
-    recordings_pending: int = 0
-    recordings_failed: int = 0
-    calls_underway: int = 0
-    calls_failed: int = 0
-    records_quarantined: int = 0
-    partitions_written: int = 0
-    # Archived calls this run did not archive again (deleted at the source, or failing now): kept.
-    calls_kept_from_archive: int = 0
-    api_requests: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    fatal_error: str | None = None
-    underway_call_ids: list[str] = field(default_factory=list)
-    pending_recording_call_ids: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        """True when everything in the window was archived or is legitimately pending."""
-        return (
-            self.fatal_error is None
-            and self.calls_failed == 0
-            and self.records_quarantined == 0
-            and self.recordings_failed == 0
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["complete"] = self.complete
-        return data
 
 
 def days_between(since: date, until: date) -> list[date]:
     return [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
-
-
-class DayWriter:
-    """Collects one day's rows into spool files and publishes them as that day's partition."""
-
-    def __init__(self, day: date, spool_dir: Path) -> None:
-        self.day = day
-        self.spool_dir = spool_dir
-        self.calls = ParquetSpool(load_table_schema("calls"), spool_dir)
-        self.messages = ParquetSpool(load_table_schema("messages"), spool_dir)
-        self.fresh_call_ids: set[str] = set()
-
-    def add_call(self, row: Mapping[str, Any], message_rows: list[dict[str, Any]]) -> None:
-        self.messages.add_many(message_rows)
-        self.calls.add(row)
-        self.fresh_call_ids.add(row["call_id"])
-
-    def abort(self) -> None:
-        self.calls.abort()
-        self.messages.abort()
-
-    def publish(self, storage: Storage) -> int:
-        """Merge with the archived partition, then upload messages first and calls second, so a
-        reader who sees a call also finds its transcript. Returns the number of calls carried over."""
-        calls_key = partition_key("calls", self.day, PARTITION_FILE)
-        messages_key = partition_key("messages", self.day, PARTITION_FILE)
-        kept = self._carry_over(storage, calls_key, messages_key)
-        messages_file = self.messages.close()
-        calls_file = self.calls.close()
-        try:
-            if messages_file is not None:
-                storage.put_file(messages_key, messages_file)
-            if calls_file is not None:
-                storage.put_file(calls_key, calls_file)
-        finally:
-            for path in (messages_file, calls_file):
-                if path is not None:
-                    path.unlink(missing_ok=True)
-        return kept
-
-    def _carry_over(self, storage: Storage, calls_key: str, messages_key: str) -> int:
-        archived = self.spool_dir / f"archived-{uuid.uuid4().hex}.parquet"
-        kept: set[str] = set()
-        try:
-            if not storage.get_file(calls_key, archived):
-                return 0
-            for rows in carried_over_rows(archived, lambda call_id: call_id not in self.fresh_call_ids):
-                self.calls.add_many(rows)
-                kept.update(row["call_id"] for row in rows)
-            if kept and storage.get_file(messages_key, archived):
-                for rows in carried_over_rows(archived, kept.__contains__):
-                    self.messages.add_many(rows)
-        finally:
-            archived.unlink(missing_ok=True)
-        return len(kept)
 
 
 class Archiver:
@@ -167,29 +74,40 @@ class Archiver:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[RunSummary], None] | None = None,
     ) -> None:
-        self._progress = progress
         self._settings = settings
         self._client = client
         self._storage = storage
         self._clock = clock
         self._now = now
+        self._progress = progress
 
     async def backfill(self, since: date, until: date) -> RunSummary:
+        return await self._run("backfill", lambda: days_between(since, until))
+
+    async def sync(self, since: date | None) -> RunSummary:
+        """Every open partition, and every day from the newest archived one through today."""
+        return await self._run("sync", lambda: self._plan_sync(since))
+
+    def _plan_sync(self, since: date | None) -> list[date]:
+        archived = {d for d in map(day_from_key, self._storage.list_keys(MANIFEST_PREFIX)) if d}
+        open_days = {d for d in map(day_from_key, self._storage.list_keys(OPEN_PREFIX)) if d}
+        return plan_sync(archived_days=archived, open_days=open_days, today=self._now().date(), since=since)
+
+    async def _run(self, command: str, plan: Callable[[], list[date]]) -> RunSummary:
         started = self._now()
+        run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         summary = RunSummary(
-            run_id=f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
-            since=since.isoformat(),
-            until=until.isoformat(),
-            started_at=started.isoformat(),
+            run_id=run_id, command=command, since="", until="", started_at=started.isoformat()
         )
         with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=self._settings.spool_dir) as spool:
-            run = _Run(
-                self._settings, self._client, self._storage, summary, Path(spool), started, self._clock
-            )
+            run = _Run(self, summary, Path(spool), started)
             try:
-                # Fail fast on a missing bucket or missing permissions, before any API request.
-                await asyncio.to_thread(_check_destination, self._storage)
-                await run.archive_days(days_between(since, until))
+                # Planning reads the state; it also fails fast on a missing bucket or permissions.
+                days = await asyncio.to_thread(plan)
+                if days:
+                    summary.since, summary.until = days[0].isoformat(), days[-1].isoformat()
+                log.info("run started", extra={"run_id": run_id, "command": command, "days": len(days)})
+                await run.archive_days(days)
             except* (AuthError, StorageError) as group:
                 # A rejected key or an unusable destination: nothing else in the run could succeed.
                 summary.fatal_error = str(_first_leaf(group))
@@ -203,50 +121,46 @@ class Archiver:
 
     def _write_run_records(self, summary: RunSummary) -> None:
         try:
-            self._publish_run_records(summary)
+            if summary.problems:
+                lines = "".join(
+                    json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
+                    for problem in summary.problems
+                )
+                self._storage.put_bytes(
+                    f"_quarantine/{summary.run_id}.jsonl", lines.encode(), content_type="application/x-ndjson"
+                )
+            self._storage.put_bytes(
+                f"_runs/{summary.run_id}.json",
+                json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode(),
+                content_type="application/json",
+            )
         except StorageError as exc:
             log.error("could not write the run record", extra={"error": str(exc)})
-
-    def _publish_run_records(self, summary: RunSummary) -> None:
-        if summary.problems:
-            lines = "".join(
-                json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
-                for problem in summary.problems
-            )
-            self._storage.put_bytes(
-                f"_quarantine/{summary.run_id}.jsonl", lines.encode(), content_type="application/x-ndjson"
-            )
-        self._storage.put_bytes(
-            f"_runs/{summary.run_id}.json",
-            json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode(),
-            content_type="application/json",
-        )
 
 
 class _Run:
     """The state of one run: shared slots, the fetcher, the summary it fills in."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: ApiClient,
-        storage: Storage,
-        summary: RunSummary,
-        spool_dir: Path,
-        started: datetime,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, archiver: Archiver, summary: RunSummary, spool_dir: Path, started: datetime) -> None:
+        settings = archiver._settings
         self.settings = settings
-        self.client = client
-        self.storage = storage
+        self.client = archiver._client
+        self.storage = archiver._storage
+        self.now = archiver._now
+        self.progress = archiver._progress
         self.summary = summary
         self.spool_dir = spool_dir
-        self.archived_at = started
+        self.run_time = started
         self.call_slots = asyncio.Semaphore(settings.concurrency)
-        self.progress: Callable[[RunSummary], None] | None = None
+        self.leases = Leases(
+            self.storage,
+            owner=f"{summary.run_id}@{socket.gethostname()}",
+            ttl_s=settings.lease_ttl_s,
+            clock=archiver._now,
+        )
         self.fetcher = RecordingFetcher(
-            client,
-            storage,
+            self.client,
+            self.storage,
             RecordingPolicy(
                 wait_s=settings.recording_wait_s,
                 poll_initial_s=settings.recording_poll_initial_s,
@@ -255,7 +169,7 @@ class _Run:
             ),
             spool_dir=spool_dir,
             download_slots=asyncio.Semaphore(settings.download_concurrency),
-            clock=clock,
+            clock=archiver._clock,
         )
 
     async def archive_days(self, days: list[date]) -> None:
@@ -269,32 +183,108 @@ class _Run:
             for day in days:
                 group.create_task(one_day(day))
 
-    async def archive_day(self, day: date) -> None:
-        writer = DayWriter(day, self.spool_dir)
-        listed_all = False
-        try:
-            async with asyncio.TaskGroup() as calls:
-                try:
-                    await self._list_day(day, writer, calls)
-                    listed_all = True
-                except AuthError:
-                    raise
-                except ArchiverError as exc:
-                    self._problem("listing_failed", f"listing the calls of {day} failed: {exc}", day)
-            if not listed_all:
-                # Publishing a partial listing would replace the day's partition with fewer calls.
-                writer.abort()
-                return
-            kept = await asyncio.to_thread(writer.publish, self.storage)
-            if writer.fresh_call_ids or kept:
-                self.summary.partitions_written += 1
-                self.summary.calls_kept_from_archive += kept
-                log.info("partition written", extra={"call_date": day.isoformat(), "calls_kept": kept})
-        except BaseException:
-            writer.abort()
-            raise
+    # -- one partition --------------------------------------------------------------------------------
 
-    async def _list_day(self, day: date, writer: DayWriter, calls: asyncio.TaskGroup) -> None:
+    async def archive_day(self, day: date) -> None:
+        lease = await self._acquire(day)
+        if lease is None:
+            return
+        try:
+            async with renewing(lease, every_s=self.settings.lease_ttl_s / 3):
+                await self._archive_leased_day(day, lease)
+        finally:
+            await asyncio.to_thread(lease.release)
+
+    async def _acquire(self, day: date) -> Lease | None:
+        deadline = time.monotonic() + self.settings.lock_wait_s
+        while True:
+            lease = await asyncio.to_thread(self.leases.acquire, lease_name(day))
+            if lease is not None:
+                return lease
+            if time.monotonic() >= deadline:
+                holder = await asyncio.to_thread(self.leases.holder, lease_name(day))
+                who = f"{holder.owner} until {holder.expires_at.isoformat()}" if holder else "another run"
+                self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {who})")
+                log.warning(
+                    "partition locked by another run", extra={"call_date": day.isoformat(), "by": who}
+                )
+                return None
+            await asyncio.sleep(min(5.0, max(deadline - time.monotonic(), 0.1)))
+
+    async def _archive_leased_day(self, day: date, lease: Lease) -> None:
+        # Open before any data is written: a run killed from here on leaves the day for the next run.
+        await asyncio.to_thread(self.storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
+        partition = Partition(day, self.spool_dir)
+        try:
+            await asyncio.to_thread(partition.load_archived, self.storage)
+            if not await self._list_and_archive(day, partition):
+                return
+            tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
+            if not lease.still_held():
+                self._problem(
+                    "lease_lost", f"lost the lease on {day} before publishing; nothing written", partition
+                )
+                return
+            result = await asyncio.to_thread(partition.publish, self.storage, tombstones)
+            manifest = PartitionManifest(
+                call_date=day,
+                run_id=self.summary.run_id,
+                written_at=self.now(),
+                final=False,
+                calls=result.calls,
+                messages=result.messages,
+                recordings_archived=partition.recordings_archived,
+                recording_bytes=partition.recording_bytes,
+                calls_kept_from_archive=result.kept_from_archive,
+                calls_deleted_at_source=result.deleted_at_source,
+                schema_versions={name: load_table_schema(name).version for name in table_names()},
+                underway_call_ids=tuple(partition.underway_call_ids),
+                pending_recording_call_ids=tuple(partition.pending_recording_call_ids),
+                failed_call_ids=tuple(partition.failed),
+                newest_call_created=partition.newest_created,
+            )
+            await self._write_manifest(manifest)
+            self.summary.partitions_written += 1
+            self.summary.calls_kept_from_archive += result.kept_from_archive
+            self.summary.calls_deleted_at_source += result.deleted_at_source
+        finally:
+            partition.discard()
+
+    async def _write_manifest(self, manifest: PartitionManifest) -> None:
+        day = manifest.call_date
+        final = is_final(
+            day,
+            underway=len(manifest.underway_call_ids),
+            pending_recordings=len(manifest.pending_recording_call_ids),
+            failed=len(manifest.failed_call_ids),
+            now=manifest.written_at,
+            refresh_window=timedelta(days=self.settings.refresh_days),
+        )
+        manifest = PartitionManifest(**{**manifest.__dict__, "final": final})
+        await asyncio.to_thread(
+            self.storage.put_bytes, manifest_key(day), manifest.to_json(), content_type="application/json"
+        )
+        if final:
+            await asyncio.to_thread(self.storage.delete, open_marker_key(day))
+            self.summary.partitions_final += 1
+        log.info(
+            "partition written", extra={"call_date": day.isoformat(), "calls": manifest.calls, "final": final}
+        )
+
+    async def _list_and_archive(self, day: date, partition: Partition) -> bool:
+        """List the day and archive each call; False when the listing could not be completed (then
+        nothing of the day is published: a partial listing would look like deleted calls)."""
+        async with asyncio.TaskGroup() as calls:
+            try:
+                await self._list_day(day, partition, calls)
+                return True
+            except AuthError:
+                raise
+            except ArchiverError as exc:
+                self._problem("listing_failed", f"listing the calls of {day} failed: {exc}", partition)
+        return False
+
+    async def _list_day(self, day: date, partition: Partition, calls: asyncio.TaskGroup) -> None:
         params: dict[str, str | int] = {
             "fromDate": day.isoformat(),
             "toDate": day.isoformat(),
@@ -302,15 +292,42 @@ class _Run:
         }
         async for page in self.client.iter_pages("calls", params, description=f"calls of {day}"):
             for raw in page:
-                call = self._admit(raw, day)
+                call = self._admit(raw, partition)
                 if call is None:
                     continue
                 await self.call_slots.acquire()
-                task = calls.create_task(self._archive_call(call, day, writer))
+                task = calls.create_task(self._archive_call(call, day, partition))
                 task.add_done_callback(lambda _: self.call_slots.release())
 
-    def _admit(self, raw: object, day: date) -> Mapping[str, Any] | None:
+    async def _tombstones(self, day: date) -> dict[str, datetime]:
+        """Which calls the source deleted that day, and when (`GET /api/deleted_calls`)."""
+        params: dict[str, str | int] = {"fromDate": day.isoformat(), "toDate": day.isoformat()}
+        tombstones: dict[str, datetime] = {}
+        try:
+            async for page in self.client.iter_pages(
+                "deleted_calls", params, description=f"deleted calls of {day}"
+            ):
+                for item in page:
+                    try:
+                        tombstones[records.call_id_of(item)] = records.parse_timestamp(
+                            item.get("deletionTime"), field="deletionTime"
+                        )
+                    except (BadRecord, AttributeError):
+                        log.warning("unreadable tombstone skipped", extra={"call_date": day.isoformat()})
+        except AuthError:
+            raise
+        except ArchiverError as exc:
+            # Tombstones only annotate calls we keep anyway; the next run will try again.
+            log.warning(
+                "could not list deleted calls", extra={"call_date": day.isoformat(), "error": str(exc)}
+            )
+        return tombstones
+
+    # -- one call -------------------------------------------------------------------------------------
+
+    def _admit(self, raw: object, partition: Partition) -> Mapping[str, Any] | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
+        day = partition.day
         try:
             if not isinstance(raw, Mapping):
                 raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
@@ -320,48 +337,74 @@ class _Run:
             if records.call_date_of(raw) != day:
                 raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
             # Validate every column now, before spending requests on a call we could not store.
-            records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self.archived_at)
+            records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self.run_time)
         except BadRecord as exc:
-            self._problem("bad_record", exc.reason, day, call_id=_id_or_none(raw), raw=raw)
+            self._problem("bad_record", exc.reason, partition, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
             self.summary.calls_underway += 1
             self.summary.underway_call_ids.append(call_id)
+            partition.underway_call_ids.append(call_id)
             return None
         return raw
 
-    async def _archive_call(self, call: Mapping[str, Any], day: date, writer: DayWriter) -> None:
+    async def _archive_call(self, call: Mapping[str, Any], day: date, partition: Partition) -> None:
         call_id = records.call_id_of(call)
+        archived = partition.archived.get(call_id)
         try:
-            messages = await self._fetch_messages(call_id)
-            message_rows = records.message_rows(call_id, messages)
-            if call.get("recordingEnabled") is False:
-                # The call object already says so: no request needed to learn it.
-                outcome = RecordingOutcome(RecordingStatus.NOT_ENABLED)
+            message_rows: list[dict[str, Any]] | None = None
+            if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
+                assert archived is not None and archived.message_count is not None
+                message_count = archived.message_count
             else:
-                outcome = await self.fetcher.fetch(call_id, day, slot=self.call_slots)
-            row = records.call_row(call, outcome, self.archived_at)
+                message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
+                message_count = len(message_rows)
+            outcome = await self._recording(call, call_id, day, archived)
+            row = records.call_row(
+                call,
+                outcome,
+                archived.archived_at if archived else self.run_time,
+                message_count=message_count,
+                last_seen_at=self.run_time,
+            )
         except AuthError:
             raise
         except BadRecord as exc:
-            self._problem("bad_record", f"call {call_id}: {exc.reason}", day, call_id=call_id, raw=exc.record)
+            self._problem(
+                "bad_record", f"call {call_id}: {exc.reason}", partition, call_id=call_id, raw=exc.record
+            )
             return
         except ArchiverError as exc:
-            self._problem("call_failed", f"call {call_id}: {exc}", day, call_id=call_id)
+            self._problem("call_failed", f"call {call_id}: {exc}", partition, call_id=call_id)
             return
         except Exception as exc:  # a bug must cost one call, not the run; the reason is kept
             log.exception("internal error archiving a call", extra={"call_id": call_id})
             self._problem(
                 "call_failed",
                 f"call {call_id}: internal error {type(exc).__name__}: {exc}",
-                day,
+                partition,
                 call_id=call_id,
             )
             return
-        writer.add_call(row, message_rows)
-        self._count(outcome, call_id, len(message_rows))
+        partition.add_call(row, message_rows)
+        self._count(outcome, call_id, partition, message_count, reused_transcript=message_rows is None)
         if self.progress is not None:
             self.progress(self.summary)
+
+    async def _recording(
+        self, call: Mapping[str, Any], call_id: str, day: date, archived: ArchivedCall | None
+    ) -> RecordingOutcome:
+        if call.get("recordingEnabled") is False:
+            # The call object already says so: no request needed to learn it.
+            return RecordingOutcome(RecordingStatus.NOT_ENABLED)
+        if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
+            stored = await asyncio.to_thread(self.storage.head, recording_key(day, call_id))
+            if stored is not None and stored.size == archived.recording.size_bytes:
+                # Archived before with this size and checksum: the audio never changes once ready.
+                self.summary.recordings_reused += 1
+                reused: RecordingOutcome = archived.recording
+                return reused
+        return await self.fetcher.fetch(call_id, day, slot=self.call_slots)
 
     async def _fetch_messages(self, call_id: str) -> list[Any]:
         messages: list[Any] = []
@@ -372,10 +415,19 @@ class _Run:
             messages.extend(page)
         return messages
 
-    def _count(self, outcome: RecordingOutcome, call_id: str, messages: int) -> None:
+    def _count(
+        self,
+        outcome: RecordingOutcome,
+        call_id: str,
+        partition: Partition,
+        messages: int,
+        *,
+        reused_transcript: bool,
+    ) -> None:
         summary = self.summary
         summary.calls_archived += 1
         summary.messages_archived += messages
+        summary.transcripts_reused += reused_transcript
         if outcome.status is RecordingStatus.ARCHIVED:
             summary.recordings_archived += 1
             summary.recording_bytes += outcome.size_bytes or 0
@@ -386,35 +438,22 @@ class _Run:
             summary.pending_recording_call_ids.append(call_id)
         else:
             summary.recordings_failed += 1
-            self._problem("recording_failed", f"call {call_id}: {outcome.detail}", None, call_id=call_id)
+            self._problem("recording_failed", f"call {call_id}: {outcome.detail}", partition, call_id=call_id)
 
     def _problem(
-        self,
-        kind: str,
-        reason: str,
-        day: date | None,
-        *,
-        call_id: str | None = None,
-        raw: object = None,
+        self, kind: str, reason: str, partition: Partition, *, call_id: str | None = None, raw: object = None
     ) -> None:
+        partition.failed.append(call_id or kind)
         if kind == "bad_record":
             self.summary.records_quarantined += 1
-        elif kind in ("call_failed", "listing_failed"):
+        elif kind in ("call_failed", "listing_failed", "lease_lost"):
             self.summary.calls_failed += 1
         raw_json = None
         if raw is not None:
             raw_json = json.dumps(raw, ensure_ascii=False, default=str)[:_RAW_QUARANTINE_LIMIT]
-        self.summary.problems.append(
-            Problem(kind, reason, day.isoformat() if day else None, call_id, raw_json)
-        )
-        log.warning(
-            "call not archived" if kind != "recording_failed" else "recording not archived",
-            extra={"kind": kind, "reason": reason, "call_id": call_id},
-        )
-
-
-def _check_destination(storage: Storage) -> None:
-    next(iter(storage.list_keys("_runs/")), None)
+        self.summary.problems.append(Problem(kind, reason, partition.day.isoformat(), call_id, raw_json))
+        message = "recording not archived" if kind == "recording_failed" else "call not archived"
+        log.warning(message, extra={"kind": kind, "reason": reason, "call_id": call_id})
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

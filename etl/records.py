@@ -187,9 +187,20 @@ def is_underway(call: Mapping[str, Any]) -> bool:
     return call.get("ended") is None
 
 
-def call_row(call: Mapping[str, Any], recording: RecordingOutcome, archived_at: datetime) -> dict[str, Any]:
-    """One row of the `calls` table (without the partition column; see call_date_of)."""
-    if archived_at.tzinfo is None:
+def call_row(
+    call: Mapping[str, Any],
+    recording: RecordingOutcome,
+    archived_at: datetime,
+    *,
+    message_count: int | None = None,
+    last_seen_at: datetime | None = None,
+) -> dict[str, Any]:
+    """One row of the `calls` table (without the partition column; see call_date_of).
+
+    `archived_at` is when the call was first archived; `last_seen_at` (default: `archived_at`) when
+    the source last listed it.
+    """
+    if archived_at.tzinfo is None or (last_seen_at is not None and last_seen_at.tzinfo is None):
         # A programming error, not a bad record: the caller's clock must be aware.
         raise ValueError("archived_at must be timezone-aware")
     try:
@@ -200,6 +211,9 @@ def call_row(call: Mapping[str, Any], recording: RecordingOutcome, archived_at: 
             **_recording_fields(recording),
             "raw_json": _raw_json(call),
             "archived_at": archived_at.astimezone(UTC),
+            "message_count": message_count,
+            "last_seen_at": (last_seen_at or archived_at).astimezone(UTC),
+            "source_deleted_at": None,
         }
     except BadRecord as exc:
         raise BadRecord(exc.reason, record=call) from exc

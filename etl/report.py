@@ -2,38 +2,48 @@
 
 from __future__ import annotations
 
-from etl.pipeline import RunSummary
+from etl.summary import RunSummary
 
 # Stable, documented in the README: cron and Kubernetes act on these.
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_LOCKED = 4
 
 
 def exit_code(summary: RunSummary) -> int:
     if summary.fatal_error is not None:
         return EXIT_FATAL
-    return EXIT_OK if summary.complete else EXIT_PARTIAL
+    if summary.complete:
+        return EXIT_OK
+    only_locked = summary.partitions_locked and summary.complete_but_locked
+    return EXIT_LOCKED if only_locked else EXIT_PARTIAL
 
 
 def format_summary(summary: RunSummary, dest: str) -> str:
     """The human summary goes to stdout; a machine-readable copy is in `_runs/` at the destination."""
     lines = [
-        f"run {summary.run_id}: {summary.since} .. {summary.until} -> {dest}",
+        f"{summary.command} {summary.run_id}: {summary.since or '-'} .. {summary.until or '-'} -> {dest}",
         f"  calls archived      {summary.calls_archived}",
         f"  messages            {summary.messages_archived}",
-        f"  recordings          {summary.recordings_archived} ({_human_bytes(summary.recording_bytes)})",
+        f"  recordings          {summary.recordings_archived} ({_human_bytes(summary.recording_bytes)}), "
+        f"{summary.recordings_reused} already archived",
+        f"  transcripts reused  {summary.transcripts_reused}",
         f"  recordings off      {summary.recordings_not_enabled}",
         f"  pending             {summary.calls_underway} calls underway, "
         f"{summary.recordings_pending} recordings not ready",
         f"  failed              {summary.calls_failed} calls, {summary.recordings_failed} recordings, "
         f"{summary.records_quarantined} records quarantined",
         f"  kept from archive   {summary.calls_kept_from_archive} calls the source no longer listed "
-        "or that failed this run",
+        f"or that failed this run ({summary.calls_deleted_at_source} deleted at the source)",
+        f"  partitions          {summary.partitions_written} written, {summary.partitions_final} final, "
+        f"{len(summary.partitions_locked)} locked by another run",
         f"  api requests        {summary.api_requests} ({summary.rate_limited} rate-limited, "
         f"{summary.retries} retries)",
     ]
+    for locked in summary.partitions_locked:
+        lines.append(f"  skipped {locked}")
     if summary.fatal_error:
         lines.append(f"  FATAL               {summary.fatal_error}")
     for problem in summary.problems[:20]:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from etl.simulator import responses
 from etl.simulator.account import CallRecord
-from etl.simulator.faults import FaultConfig, TokenBucket
+from etl.simulator.faults import TokenBucket
+from etl.simulator.origin import Origin
 from etl.simulator.paging import (
     BadRequest,
     Cursor,
@@ -24,15 +23,17 @@ from etl.simulator.paging import (
     page_url,
     parse_date_filter,
 )
-from etl.simulator.signing import UrlSigner
-from etl.simulator.state import Account, transcript
-from etl.simulator.stats import Stats
+from etl.simulator.state import transcript
 from etl.simulator.wire import Request, Response
 
 CALLS_PAGE_SIZE = 100
 MESSAGES_PAGE_SIZE = 20
 
 _NOT_FOUND = "Not found."
+
+
+class _NotFound(Exception):
+    """No live call with the id in the path: every handler answers it with the same 404."""
 
 
 @dataclass(frozen=True)
@@ -60,39 +61,21 @@ _ROUTES = (
 )
 
 
-class ApiOrigin:
-    def __init__(
-        self,
-        account: Account,
-        config: FaultConfig,
-        stats: Stats,
-        signer: UrlSigner,
-        *,
-        api_key: str,
-        page_size_max: int,
-        seed: int,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.account, self.config, self.stats, self.signer = account, config, stats, signer
-        self.api_key = api_key
-        self.page_size_max = page_size_max
-        self.clock = clock
-        self.bucket = TokenBucket(config.rate_limit_rps)
-        self.rng = random.Random(f"api-faults:{seed}")
+@dataclass(eq=False, kw_only=True)
+class ApiOrigin(Origin):
+    page_size_max: int
+    bucket: TokenBucket = field(init=False, repr=False)
+
+    rng_label = "api-faults"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.bucket = TokenBucket(self.config.rate_limit_rps)
 
     async def handle(self, request: Request) -> Response:
         route, groups = _match(request.path)
         self.stats.requests[route.kind if route else "other"] += 1
-        self.stats.request_started()
-        try:
-            response = await self._answer(request, route, groups)
-        finally:
-            self.stats.request_finished()
-        if response.abort:
-            self.stats.resets += 1
-        else:
-            self.stats.responses[response.status] += 1
-        return response
+        return await self._counted(self._answer(request, route, groups), self.stats.responses)
 
     async def _answer(self, request: Request, route: _Route | None, groups: dict[str, str]) -> Response:
         delay_ms = self.config.latency_ms + self.rng.uniform(0, self.config.latency_jitter_ms)
@@ -109,7 +92,12 @@ class ApiOrigin:
         if not self.bucket.allow():
             self.stats.rate_limited += 1
             return responses.detail(429, "Request was throttled.", [("Retry-After", "1")])
-        fault = await self._fault(request)
+        fault = await self._injected_fault(
+            request.target,
+            reset_rate=self.config.reset_rate,
+            error_rate=self.config.error_rate_5xx,
+            error=lambda: responses.server_error(self.rng),
+        )
         if fault is not None:
             return fault
         if route is None:
@@ -121,20 +109,8 @@ class ApiOrigin:
             return await handler(request, **groups)
         except BadRequest as exc:
             return responses.detail(400, str(exc))
-
-    async def _fault(self, request: Request) -> Response | None:
-        rule = self.config.take_rule(request.target)
-        if rule is not None:
-            self.stats.injected_errors += 1
-            forced = await responses.rule_response(rule)
-            if forced is not None:
-                return forced
-        if self.rng.random() < self.config.reset_rate:
-            return responses.reset()
-        if self.rng.random() < self.config.error_rate_5xx:
-            self.stats.injected_errors += 1
-            return responses.server_error(self.rng)
-        return None
+        except _NotFound:
+            return responses.detail(404, _NOT_FOUND)
 
     # -- calls ---------------------------------------------------------------------------------------
     async def list_calls(self, request: Request) -> Response:
@@ -144,9 +120,7 @@ class ApiOrigin:
         return self._keyset_list(request, deleted=True)
 
     async def get_call(self, request: Request, call_id: str) -> Response:
-        record = self.account.find(call_id)
-        if record is None:
-            return responses.detail(404, _NOT_FOUND)
+        record = self._live_call(call_id)
         return responses.raw_json(200, self.account.call_json(record))
 
     async def deleted_call(self, request: Request, call_id: str) -> Response:
@@ -154,6 +128,12 @@ class ApiOrigin:
         if record is None or self.account.find(call_id) is not None:
             return responses.detail(404, _NOT_FOUND)
         return responses.json_response(200, self.account.tombstone(record))
+
+    def _live_call(self, call_id: str) -> CallRecord:
+        record = self.account.find(call_id)
+        if record is None:
+            raise _NotFound(call_id)
+        return record
 
     def _keyset_list(self, request: Request, *, deleted: bool) -> Response:
         from_text, to_text = request.param("fromDate"), request.param("toDate")
@@ -201,9 +181,7 @@ class ApiOrigin:
 
     # -- transcripts ---------------------------------------------------------------------------------
     async def messages(self, request: Request, call_id: str, stage_id: str | None = None) -> Response:
-        record = self.account.find(call_id)
-        if record is None:
-            return responses.detail(404, _NOT_FOUND)
+        record = self._live_call(call_id)
         calls_transcript = transcript(record)
         if stage_id is not None:
             found = calls_transcript.stage_messages(stage_id)
@@ -217,9 +195,7 @@ class ApiOrigin:
         return self._offset_list(request, "messages", chosen, MESSAGES_PAGE_SIZE)
 
     async def stages(self, request: Request, call_id: str, stage_id: str | None = None) -> Response:
-        record = self.account.find(call_id)
-        if record is None:
-            return responses.detail(404, _NOT_FOUND)
+        record = self._live_call(call_id)
         stages = transcript(record).stages
         if stage_id is None:
             return self._offset_list(request, "stages", stages, MESSAGES_PAGE_SIZE)
@@ -250,9 +226,7 @@ class ApiOrigin:
 
     # -- recordings ----------------------------------------------------------------------------------
     async def recording(self, request: Request, call_id: str) -> Response:
-        record = self.account.find(call_id)
-        if record is None:
-            return responses.detail(404, _NOT_FOUND)
+        record = self._live_call(call_id)
         status = self.account.poll_recording(record)
         if status == "not_enabled":
             # 400: the request can never succeed for this call, unlike 425; 404 would read as "no call".

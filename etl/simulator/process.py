@@ -6,6 +6,7 @@ for the GIL, so benchmarks measure the archiver and not the stand-in.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import selectors
@@ -22,6 +23,7 @@ from typing import IO, Any
 import httpx
 
 from etl.simulator.options import option_argv
+from etl.simulator.server import ReadyInfo
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +33,9 @@ class SimulatorStartError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class SimulatorHandle:
-    api_base_url: str
-    storage_url: str
-    control_url: str
-    api_key: str
-    since: str  # YYYY-MM-DD, first UTC day with calls
-    until: str  # YYYY-MM-DD, last UTC day with calls
+class SimulatorHandle(ReadyInfo):
+    """The facts of the simulator's ready line, and the process that printed it."""
+
     pid: int
 
     def truth(self, *, messages: bool = True) -> list[dict[str, Any]]:
@@ -100,15 +98,8 @@ def running_simulator(*, ready_timeout_s: float = 20.0, **options: Any) -> Itera
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
         try:
             ready = _wait_ready(process, stderr, ready_timeout_s)
-            yield SimulatorHandle(
-                api_base_url=ready["api_base_url"],
-                storage_url=ready["storage_url"],
-                control_url=ready["control_url"],
-                api_key=ready["api_key"],
-                since=ready["since"],
-                until=ready["until"],
-                pid=process.pid,
-            )
+            facts = {f.name: ready[f.name] for f in dataclasses.fields(ReadyInfo)}
+            yield SimulatorHandle(**facts, pid=process.pid)
         finally:
             _stop(process)
 

@@ -16,7 +16,7 @@ from etl.simulator.account import AccountSpec
 from etl.simulator.api_routes import ApiOrigin
 from etl.simulator.control import ControlOrigin
 from etl.simulator.faults import FaultConfig
-from etl.simulator.options import SimulatorOptions
+from etl.simulator.options import SimulatorOptions, option_names
 from etl.simulator.signing import UrlSigner
 from etl.simulator.state import Account
 from etl.simulator.stats import Stats
@@ -43,17 +43,13 @@ ReadyCallback = Callable[[ReadyInfo], None]
 
 
 def fault_config(options: SimulatorOptions) -> FaultConfig:
-    return FaultConfig(
-        latency_ms=options.latency_ms,
-        latency_jitter_ms=options.latency_jitter_ms,
-        rate_limit_rps=options.rate_limit_rps,
-        error_rate_5xx=options.error_rate_5xx,
-        reset_rate=options.reset_rate,
-        storage_error_rate=options.storage_error_rate,
-        storage_reset_rate=options.storage_reset_rate,
-        expired_url_rate=options.expired_url_rate,
-        signed_url_ttl_s=options.signed_url_ttl_s,
-    )
+    return FaultConfig(**_options_named_like(FaultConfig, options))
+
+
+def _options_named_like(target: type[Any], options: SimulatorOptions) -> dict[str, Any]:
+    """The options that the dataclass `target` has a field of the same name for, as keywords."""
+    names = option_names()
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(target) if f.name in names}
 
 
 def _listening_socket(port: int) -> socket.socket:
@@ -70,14 +66,7 @@ async def serve(
     options: SimulatorOptions, ready_callback: ReadyCallback, stop: asyncio.Event | None = None
 ) -> None:
     """Serve until `stop` is set (forever when None); `ready_callback` runs once both ports listen."""
-    spec = AccountSpec(
-        seed=options.seed,
-        calls=options.calls,
-        days=options.days,
-        start_date=options.start_date,
-        recording_bytes=options.recording_bytes,
-        huge_recording_bytes=options.huge_recording_bytes,
-    )
+    spec = AccountSpec(**_options_named_like(AccountSpec, options))
     account, config, stats = Account(spec), fault_config(options), Stats()
     api_sock, storage_sock = _listening_socket(options.port), _listening_socket(options.storage_port)
     api_url = f"http://{LOOPBACK}:{api_sock.getsockname()[1]}"

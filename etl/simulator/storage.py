@@ -6,51 +6,22 @@ else Ultravox-specific) to the host a redirect points at.
 
 from __future__ import annotations
 
-import random
 import re
-import time
-from collections.abc import Callable
 
 from etl.simulator import responses
-from etl.simulator.faults import FaultConfig
-from etl.simulator.signing import UrlSigner
-from etl.simulator.state import Account
-from etl.simulator.stats import Stats
+from etl.simulator.origin import Origin
 from etl.simulator.wire import Request, Response
 
 _RECORDING_PATH = re.compile(r"/recordings/(?P<call_id>[^/]+)\.wav")
 
 
-class StorageOrigin:
-    def __init__(
-        self,
-        account: Account,
-        config: FaultConfig,
-        stats: Stats,
-        signer: UrlSigner,
-        *,
-        api_key: str,
-        seed: int,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.account, self.config, self.stats, self.signer = account, config, stats, signer
-        self.api_key = api_key
-        self.clock = clock
-        self.rng = random.Random(f"storage-faults:{seed}")
+class StorageOrigin(Origin):
+    rng_label = "storage-faults"
 
     async def handle(self, request: Request) -> Response:
         self.stats.requests["storage"] += 1
         self._inspect(request)
-        self.stats.request_started()
-        try:
-            response = await self._answer(request)
-        finally:
-            self.stats.request_finished()
-        if response.abort:
-            self.stats.resets += 1
-        else:
-            self.stats.storage_responses[response.status] += 1
-        return response
+        return await self._counted(self._answer(request), self.stats.storage_responses)
 
     def _inspect(self, request: Request) -> None:
         self.stats.storage_header_names.update(request.headers)
@@ -61,19 +32,16 @@ class StorageOrigin:
             self.stats.storage_requests_with_api_key += 1
 
     async def _answer(self, request: Request) -> Response:
-        rule = self.config.take_rule(request.target)
-        if rule is not None:
-            self.stats.injected_errors += 1
-            forced = await responses.rule_response(rule)
-            if forced is not None:
-                return forced
-        if self.rng.random() < self.config.storage_reset_rate:
-            return responses.reset()
-        if self.rng.random() < self.config.storage_error_rate:
-            self.stats.injected_errors += 1
-            return responses.xml_error(
+        fault = await self._injected_fault(
+            request.target,
+            reset_rate=self.config.storage_reset_rate,
+            error_rate=self.config.storage_error_rate,
+            error=lambda: responses.xml_error(
                 500, "InternalError", "We encountered an internal error. Please try again."
-            )
+            ),
+        )
+        if fault is not None:
+            return fault
         found = _RECORDING_PATH.fullmatch(request.path)
         if found is None:
             return responses.xml_error(404, "NoSuchKey", "The specified key does not exist.")

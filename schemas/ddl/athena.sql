@@ -34,7 +34,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `calls` (
   `recording_sha256` string COMMENT 'Lower-case hex SHA-256 of the archived audio.',
   `recording_detail` string COMMENT 'Why the recording is not archived (API detail or failure reason), when known.',
   `raw_json` string COMMENT 'The whole call object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.',
-  `archived_at` timestamp COMMENT 'When the archiver wrote this row (UTC). The latest row per call_id is the current one.'
+  `archived_at` timestamp COMMENT 'When the archiver first archived this call (UTC); kept when the call is archived again.',
+  `message_count` int COMMENT 'Number of this call\'s rows in the messages table (its whole in_call transcript).',
+  `last_seen_at` timestamp COMMENT 'When the source API last listed this call (UTC); older than the partition\'s last run once the source dropped it.',
+  `source_deleted_at` timestamp COMMENT 'When the source deleted this call (from GET /api/deleted_calls); the archive keeps the call.'
 )
 COMMENT 'One row per Ultravox call as last seen by the archiver, with the outcome of archiving its recording.'
 PARTITIONED BY (`call_date` string COMMENT 'Hive partition: UTC date of created (directory call_date=YYYY-MM-DD, not stored inside the files).')

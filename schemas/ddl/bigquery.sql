@@ -34,7 +34,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `YOUR_PROJECT.YOUR_DATASET.calls` (
   `recording_sha256` STRING OPTIONS (description = 'Lower-case hex SHA-256 of the archived audio.'),
   `recording_detail` STRING OPTIONS (description = 'Why the recording is not archived (API detail or failure reason), when known.'),
   `raw_json` STRING OPTIONS (description = 'The whole call object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.'),
-  `archived_at` TIMESTAMP OPTIONS (description = 'When the archiver wrote this row (UTC). The latest row per call_id is the current one.')
+  `archived_at` TIMESTAMP OPTIONS (description = 'When the archiver first archived this call (UTC); kept when the call is archived again.'),
+  `message_count` INT64 OPTIONS (description = 'Number of this call\'s rows in the messages table (its whole in_call transcript).'),
+  `last_seen_at` TIMESTAMP OPTIONS (description = 'When the source API last listed this call (UTC); older than the partition\'s last run once the source dropped it.'),
+  `source_deleted_at` TIMESTAMP OPTIONS (description = 'When the source deleted this call (from GET /api/deleted_calls); the archive keeps the call.')
 )
 WITH PARTITION COLUMNS (
   `call_date` DATE  -- Hive partition: UTC date of created (directory call_date=YYYY-MM-DD, not stored inside the files).

@@ -37,7 +37,10 @@ SELECT
   "recording_sha256",  -- Lower-case hex SHA-256 of the archived audio.
   "recording_detail",  -- Why the recording is not archived (API detail or failure reason), when known.
   "raw_json",  -- The whole call object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.
-  "archived_at",  -- When the archiver wrote this row (UTC). The latest row per call_id is the current one.
+  "archived_at",  -- When the archiver first archived this call (UTC); kept when the call is archived again.
+  "message_count",  -- Number of this call's rows in the messages table (its whole in_call transcript).
+  "last_seen_at",  -- When the source API last listed this call (UTC); older than the partition's last run once the source dropped it.
+  "source_deleted_at",  -- When the source deleted this call (from GET /api/deleted_calls); the archive keeps the call.
   "call_date"  -- Hive partition: UTC date of created (directory call_date=YYYY-MM-DD, not stored inside the files).
 FROM read_parquet(
   'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',

@@ -35,7 +35,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS calls (
   recording_sha256 VARCHAR AS (VALUE:recording_sha256::VARCHAR),  -- Lower-case hex SHA-256 of the archived audio.
   recording_detail VARCHAR AS (VALUE:recording_detail::VARCHAR),  -- Why the recording is not archived (API detail or failure reason), when known.
   raw_json VARCHAR AS (VALUE:raw_json::VARCHAR),  -- The whole call object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.
-  archived_at TIMESTAMP_TZ AS (VALUE:archived_at::TIMESTAMP_TZ)  -- When the archiver wrote this row (UTC). The latest row per call_id is the current one.
+  archived_at TIMESTAMP_TZ AS (VALUE:archived_at::TIMESTAMP_TZ),  -- When the archiver first archived this call (UTC); kept when the call is archived again.
+  message_count INTEGER AS (VALUE:message_count::INTEGER),  -- Number of this call's rows in the messages table (its whole in_call transcript).
+  last_seen_at TIMESTAMP_TZ AS (VALUE:last_seen_at::TIMESTAMP_TZ),  -- When the source API last listed this call (UTC); older than the partition's last run once the source dropped it.
+  source_deleted_at TIMESTAMP_TZ AS (VALUE:source_deleted_at::TIMESTAMP_TZ)  -- When the source deleted this call (from GET /api/deleted_calls); the archive keeps the call.
 )
 PARTITION BY (call_date)
 LOCATION = @YOUR_STAGE/calls/

@@ -204,10 +204,11 @@ def test_a_rewrite_never_drops_archived_calls(tmp_path: Path) -> None:
         ended = [t for t in first_truth if not t["underway"]]
         deleted, failing = ended[0]["call_id"], ended[1]["call_id"]
         sim.advance(delete_calls=[deleted])
-        sim.configure(rules=[{"path": f"/api/calls/{failing}/messages", "action": "status", "status": 500}])
+        sim.configure(strip_call_id=[failing])
         code, output = backfill(sim, str(dest), config)
     assert code == 1, output  # the failing call is reported ...
     assert "kept from archive   2 calls" in output
+    assert "(1 deleted at the source)" in output
     # ... and the archive still equals the first run's truth: nothing lost, nothing doubled.
     assert_matches_truth(read_archive(str(dest)), Expected(first_truth))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from simulator_helpers import api_session
 
 from etl.simulator.process import SimulatorHandle, running_simulator
 
@@ -34,11 +35,7 @@ def truth(sim: SimulatorHandle) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def api(sim: SimulatorHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=sim.api_base_url, headers={"X-API-Key": sim.api_key}, trust_env=False
-    ) as client:
-        yield client
-    sim.configure(**DEFAULT_FAULTS)
+    yield from api_session(sim, restore=DEFAULT_FAULTS)
 
 
 def walk(api: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:

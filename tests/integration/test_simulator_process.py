@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from simulator_helpers import api_client
 
 from etl.simulator import ReadyInfo, SimulatorOptions, serve
 from etl.simulator.__main__ import main
@@ -70,8 +71,7 @@ def test_serve_in_process() -> None:
 
 def test_advance_adds_and_deletes_calls_without_breaking_a_walk() -> None:
     with running_simulator(calls=40, seed=8, days=2) as sim:
-        headers = {"X-API-Key": sim.api_key}
-        with httpx.Client(base_url=sim.api_base_url, headers=headers, trust_env=False) as api:
+        with api_client(sim) as api:
             page = api.get("/calls", params={"pageSize": 5}).json()
             seen = [c["callId"] for c in page["results"]]
             victim = seen[0]

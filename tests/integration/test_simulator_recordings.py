@@ -9,8 +9,17 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from simulator_helpers import api_client, api_session
 
 from etl.simulator.process import SimulatorHandle, running_simulator
+
+DEFAULT_FAULTS: dict[str, Any] = {
+    "rules": [],
+    "storage_error_rate": 0,
+    "storage_reset_rate": 0,
+    "storage_truncate_rate": 0,
+    "signed_url_ttl_s": 300,
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +35,7 @@ def truth(sim: SimulatorHandle) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def api(sim: SimulatorHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=sim.api_base_url, headers={"X-API-Key": sim.api_key}, trust_env=False
-    ) as client:
-        yield client
-    sim.configure(
-        rules=[], storage_error_rate=0, storage_reset_rate=0, storage_truncate_rate=0, signed_url_ttl_s=300
-    )
+    yield from api_session(sim, restore=DEFAULT_FAULTS)
 
 
 @pytest.fixture
@@ -146,11 +149,7 @@ def test_a_leaked_api_key_is_counted(sim: SimulatorHandle, api: httpx.Client, st
 def test_first_urls_born_expired() -> None:
     with running_simulator(calls=30, seed=4, expired_url_rate=1.0) as sim:
         ready = calls_with(sim.truth(), "ready", "redirect")[0]["call_id"]
-        headers = {"X-API-Key": sim.api_key}
-        with (
-            httpx.Client(base_url=sim.api_base_url, headers=headers, trust_env=False) as api,
-            httpx.Client(trust_env=False) as raw,
-        ):
+        with api_client(sim) as api, httpx.Client(trust_env=False) as raw:
             first = raw.get(poll(api, ready)[-1].headers["Location"])
             second = raw.get(api.get(f"/calls/{ready}/recording").headers["Location"])
     assert first.status_code == 403 and "Request has expired" in first.text

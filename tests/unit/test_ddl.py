@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,32 +61,49 @@ def test_athena_partitions_by_call_date_with_projection(table: TableSchema) -> N
     assert "`metadata` map<string,string>" in text or table.name != "calls"
 
 
-def test_bigquery_uses_hive_partitioning() -> None:
-    text = ddl.render_bigquery(TABLES)
+@pytest.mark.parametrize(
+    ("render", "expected"),
+    [
+        pytest.param(
+            ddl.render_bigquery,
+            [
+                "WITH PARTITION COLUMNS (\n  `call_date` DATE  -- Hive partition",
+                "hive_partition_uri_prefix = 'gs://YOUR-BUCKET/YOUR-PREFIX/calls'",
+                "`created` TIMESTAMP",
+                "`message_index` INT64",
+            ],
+            id="bigquery-uses-hive-partitioning",
+        ),
+        pytest.param(
+            ddl.render_snowflake,
+            [
+                "created TIMESTAMP_TZ AS (VALUE:created::TIMESTAMP_TZ)",
+                "metadata VARIANT AS (VALUE:metadata)",
+                "METADATA$FILENAME, 'call_date=', 2",
+                "PARTITION BY (call_date)",
+                "LOCATION = @YOUR_STAGE/messages/",
+            ],
+            id="snowflake-reads-columns-from-value-and-partition-from-path",
+        ),
+        pytest.param(
+            ddl.render_duckdb,
+            [
+                "read_parquet(\n  'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',",
+                "hive_partitioning = true",
+                "hive_types = {'call_date': DATE}",
+                "union_by_name = true",
+            ],
+            id="duckdb-reads-the-hive-layout",
+        ),
+    ],
+)
+def test_dialect_specific_statements(
+    render: Callable[[Sequence[TableSchema]], str], expected: list[str]
+) -> None:
+    text = render(TABLES)
 
-    assert "WITH PARTITION COLUMNS (\n  `call_date` DATE  -- Hive partition" in text
-    assert "hive_partition_uri_prefix = 'gs://YOUR-BUCKET/YOUR-PREFIX/calls'" in text
-    assert "`created` TIMESTAMP" in text
-    assert "`message_index` INT64" in text
-
-
-def test_snowflake_reads_columns_from_value_and_partition_from_path() -> None:
-    text = ddl.render_snowflake(TABLES)
-
-    assert "created TIMESTAMP_TZ AS (VALUE:created::TIMESTAMP_TZ)" in text
-    assert "metadata VARIANT AS (VALUE:metadata)" in text
-    assert "METADATA$FILENAME, 'call_date=', 2" in text
-    assert "PARTITION BY (call_date)" in text
-    assert "LOCATION = @YOUR_STAGE/messages/" in text
-
-
-def test_duckdb_reads_the_hive_layout() -> None:
-    text = ddl.render_duckdb(TABLES)
-
-    assert "read_parquet(\n  'YOUR-ARCHIVE-ROOT/calls/*/*.parquet'," in text
-    assert "hive_partitioning = true" in text
-    assert "hive_types = {'call_date': DATE}" in text
-    assert "union_by_name = true" in text
+    for snippet in expected:
+        assert snippet in text
 
 
 def test_quotes_in_descriptions_are_escaped() -> None:

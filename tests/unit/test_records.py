@@ -210,6 +210,9 @@ def test_call_row_maps_every_modelled_field() -> None:
         "recording_detail": None,
         "raw_json": row["raw_json"],
         "archived_at": ARCHIVED_AT,
+        "message_count": None,
+        "last_seen_at": ARCHIVED_AT,
+        "source_deleted_at": None,
     }
 
 
@@ -234,6 +237,7 @@ def test_minimal_call_gives_nulls_for_missing_fields() -> None:
         "recording_detail",
         "raw_json",
         "archived_at",
+        "last_seen_at",
     }
     assert {row[name] for name in modelled_but_absent} == {None}
 
@@ -535,3 +539,10 @@ def test_bad_message_values_are_bad_records(message: dict[str, Any], reason: str
 
     assert caught.value.reason.startswith(f"message 0 of call {CALL_ID}: {reason}")
     assert caught.value.record is message
+
+
+def test_last_seen_and_message_count() -> None:
+    seen = datetime(2026, 4, 1, tzinfo=UTC)
+    row = call_row(CALL, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
+    assert (row["archived_at"], row["last_seen_at"], row["message_count"]) == (ARCHIVED_AT, seen, 7)
+    assert row["source_deleted_at"] is None

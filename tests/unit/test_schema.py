@@ -42,6 +42,9 @@ CALLS_COLUMNS = [
     "recording_detail",
     "raw_json",
     "archived_at",
+    "message_count",
+    "last_seen_at",
+    "source_deleted_at",
 ]
 MESSAGES_COLUMNS = [
     "call_id",

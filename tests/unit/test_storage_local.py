@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from etl.errors import StorageError
-from etl.storage import LocalStorage, ObjectInfo, S3Storage, cleanup_stale_temp_files, open_storage
+from etl.errors import PreconditionFailed, StorageError
+from etl.storage import LocalStorage, ObjectInfo, S3Storage, Storage, cleanup_stale_temp_files, open_storage
 
 KEY = "recordings/call_date=2026-03-02/abc.wav"
 
@@ -88,7 +91,8 @@ def test_s3_prefix_escaping_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["", "/etc/passwd", "../outside", "a/../../outside", "a//b", "./a", "a\\b", "a/.tmp-x"]
+    "key",
+    ["", "/etc/passwd", "../outside", "a/../../outside", "a//b", "./a", "a\\b", "a/.tmp-x", "a/.lock-x"],
 )
 def test_escaping_or_ambiguous_keys_are_refused(storage: LocalStorage, key: str) -> None:
     with pytest.raises(StorageError):
@@ -213,3 +217,139 @@ def test_cleanup_removes_only_stale_temp_files(storage: LocalStorage) -> None:
     assert not stale.exists()
     assert fresh.exists()
     assert storage.get_bytes("a/keep.json") == b"x"
+
+
+# --- conditional writes ---------------------------------------------------------------------------
+
+LEASE = "_state/leases/day.json"
+
+
+def race(n: int, attempt: Callable[[int], object]) -> list[int]:
+    """Start `attempt(0..n-1)` in n threads at the same instant; the indices that did not raise."""
+    start = threading.Barrier(n)
+    won: list[int] = []
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            attempt(i)
+        except PreconditionFailed:
+            return
+        won.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won
+
+
+class ConditionalWriteContract:
+    """`put_bytes_if`/`delete_if` behaviour every backend must show; subclasses provide `storage`."""
+
+    def test_create_if_absent_succeeds_once(self, storage: Storage) -> None:
+        etag = storage.put_bytes_if(LEASE, b"first", if_none_match=True, content_type="application/json")
+        with pytest.raises(PreconditionFailed):
+            storage.put_bytes_if(LEASE, b"second", if_none_match=True)
+        assert storage.get_with_etag(LEASE) == (b"first", etag)
+
+    def test_replace_if_match(self, storage: Storage) -> None:
+        first = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        second = storage.put_bytes_if(LEASE, b"v2", if_match=first)
+        assert second != first
+        assert storage.get_with_etag(LEASE) == (b"v2", second)
+        # The old ETag is stale now.
+        with pytest.raises(PreconditionFailed):
+            storage.put_bytes_if(LEASE, b"v3", if_match=first)
+        assert storage.get_bytes(LEASE) == b"v2"
+
+    def test_replace_if_match_on_missing_object_fails(self, storage: Storage) -> None:
+        etag = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        storage.delete(LEASE)
+        with pytest.raises(PreconditionFailed):
+            storage.put_bytes_if(LEASE, b"v2", if_match=etag)
+        with pytest.raises(PreconditionFailed):
+            storage.put_bytes_if("never/written.json", b"v2", if_match=etag)
+        assert storage.get_bytes(LEASE) is None
+
+    def test_delete_if_match(self, storage: Storage) -> None:
+        first = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        second = storage.put_bytes_if(LEASE, b"v2", if_match=first)
+        with pytest.raises(PreconditionFailed):
+            storage.delete_if(LEASE, first)
+        assert storage.get_bytes(LEASE) == b"v2"
+        storage.delete_if(LEASE, second)
+        assert storage.get_with_etag(LEASE) is None
+        # Already gone is not an error: a retried release must be harmless.
+        storage.delete_if(LEASE, second)
+        storage.delete_if("never/written.json", second)
+
+    def test_exactly_one_condition(self, storage: Storage) -> None:
+        with pytest.raises(ValueError, match="exactly one"):
+            storage.put_bytes_if(LEASE, b"x")
+        with pytest.raises(ValueError, match="exactly one"):
+            storage.put_bytes_if(LEASE, b"x", if_none_match=True, if_match="abc")
+        with pytest.raises(ValueError, match="non-empty"):
+            storage.put_bytes_if(LEASE, b"x", if_match='""')
+        assert storage.get_bytes(LEASE) is None
+
+    def test_only_objects_are_listed(self, storage: Storage) -> None:
+        etag = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        storage.put_bytes_if(LEASE, b"v2", if_match=etag)
+        other = storage.put_bytes_if("_state/leases/other.json", b"x", if_none_match=True)
+        storage.delete_if("_state/leases/other.json", other)
+        assert list(storage.list_keys()) == [LEASE]
+        assert list(storage.list_keys("_state/leases/")) == [LEASE]
+
+
+class ConditionalWriteRaces(ConditionalWriteContract):
+    """Truly simultaneous conditional writers: for backends that decide them atomically (moto does not)."""
+
+    def test_racing_creates_exactly_one_wins(self, storage: Storage) -> None:
+        for round_ in range(5):
+            key = f"_state/leases/create-{round_}.json"
+            won = race(6, lambda i, key=key: storage.put_bytes_if(key, f"{i}".encode(), if_none_match=True))
+            assert len(won) == 1
+            assert storage.get_bytes(key) == f"{won[0]}".encode()
+
+    def test_racing_replaces_exactly_one_wins(self, storage: Storage) -> None:
+        for round_ in range(5):
+            key = f"_state/leases/swap-{round_}.json"
+            etag = storage.put_bytes_if(key, b"old", if_none_match=True)
+            won = race(
+                6, lambda i, key=key, etag=etag: storage.put_bytes_if(key, f"{i}".encode(), if_match=etag)
+            )
+            assert len(won) == 1
+            assert storage.get_bytes(key) == f"{won[0]}".encode()
+
+
+class TestLocalConditionalWrites(ConditionalWriteRaces):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> LocalStorage:
+        return LocalStorage(tmp_path / "archive")
+
+    def test_etag_is_the_content_sha256(self, storage: LocalStorage) -> None:
+        etag = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        assert etag == hashlib.sha256(b"v1").hexdigest()
+        # Quoted, as S3 spells them, works the same.
+        assert storage.put_bytes_if(LEASE, b"v2", if_match=f'"{etag}"') == hashlib.sha256(b"v2").hexdigest()
+
+    def test_lock_files_are_hidden_and_kept(self, storage: LocalStorage) -> None:
+        etag = storage.put_bytes_if(LEASE, b"v1", if_none_match=True)
+        storage.put_bytes_if(LEASE, b"v2", if_match=etag)
+        lock = storage.root / "_state" / "leases" / ".lock-day.json"
+        assert lock.is_file()
+        assert list(storage.list_keys()) == [LEASE]
+        assert _temp_files(storage.root) == []
+
+        os.utime(lock, (1_000, 1_000))
+        assert cleanup_stale_temp_files(storage, older_than_s=3_600, now=1_000_000) == 0
+        assert lock.exists()
+
+    def test_create_below_a_file_is_a_storage_error(self, storage: LocalStorage) -> None:
+        storage.put_bytes("_state", b"a file where a directory should be")
+        with pytest.raises(StorageError, match="_state") as caught:
+            storage.put_bytes_if(LEASE, b"x", if_none_match=True)
+        assert not isinstance(caught.value, PreconditionFailed)
+        storage.delete_if(LEASE, "abc")

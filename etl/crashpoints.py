@@ -1,0 +1,101 @@
+"""Deterministic crash points for fault tests: a storage wrapper that SIGKILLs its own process.
+
+`--crash-at put:messages/:2` kills the process right before its second write of a key under
+`messages/` (`delete:` counts deletions). It is a real SIGKILL, sent at a precise moment: no cleanup
+runs, exactly as when the node is drained or the container is OOM-killed. Hidden from `--help`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl.errors import ConfigError
+from etl.storage import ObjectInfo, Storage
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    operation: str  # "put" or "delete"
+    prefix: str
+    occurrence: int
+
+    @classmethod
+    def parse(cls, spec: str) -> CrashPoint:
+        operation, _, rest = spec.partition(":")
+        prefix, _, occurrence = rest.rpartition(":")
+        if operation not in ("put", "delete") or not occurrence.isdigit() or int(occurrence) < 1:
+            raise ConfigError(f"--crash-at takes put|delete:PREFIX:N, got {spec!r}")
+        return cls(operation, prefix, int(occurrence))
+
+
+class CrashingStorage:
+    def __init__(self, inner: Storage, point: CrashPoint) -> None:
+        self._inner = inner
+        self._point = point
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    def _maybe_crash(self, operation: str, key: str) -> None:
+        if operation != self._point.operation or not key.startswith(self._point.prefix):
+            return
+        with self._lock:
+            self._seen += 1
+            if self._seen == self._point.occurrence:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    @property
+    def uri(self) -> str:
+        return self._inner.uri
+
+    def uri_for(self, key: str) -> str:
+        return self._inner.uri_for(key)
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> str:
+        self._maybe_crash("put", key)
+        return self._inner.put_file(key, path, content_type=content_type)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        self._maybe_crash("put", key)
+        return self._inner.put_bytes(key, data, content_type=content_type)
+
+    def put_bytes_if(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        self._maybe_crash("put", key)
+        return self._inner.put_bytes_if(
+            key, data, if_none_match=if_none_match, if_match=if_match, content_type=content_type
+        )
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return self._inner.get_bytes(key)
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        return self._inner.get_with_etag(key)
+
+    def get_file(self, key: str, path: Path) -> bool:
+        return self._inner.get_file(key, path)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self._inner.head(key)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        return self._inner.list_keys(prefix)
+
+    def delete(self, key: str) -> None:
+        self._maybe_crash("delete", key)
+        self._inner.delete(key)
+
+    def delete_if(self, key: str, etag: str) -> None:
+        self._maybe_crash("delete", key)
+        self._inner.delete_if(key, etag)

@@ -1,0 +1,148 @@
+"""One day's partition during a run: what the archive already holds, what this run adds, and how
+the two are merged and published.
+
+Publishing order matters for readers and for crash safety: recordings first (as each call is done),
+then the messages file, then the calls file, then the manifest. Every object appears whole (an S3
+PUT or completed multipart upload, a rename on disk), so a reader sees the old partition or the new
+one, and a run killed between two writes leaves the partition open for the next run to finish.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from etl.merge import (
+    ArchivedCall,
+    carried_over_rows,
+    count_messages,
+    mark_deleted,
+    read_archived_calls,
+)
+from etl.parquet import ParquetSpool, partition_key
+from etl.schema import load_table_schema
+from etl.storage import Storage
+
+PARTITION_FILE = "data.parquet"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    calls: int
+    messages: int
+    kept_from_archive: int
+    deleted_at_source: int
+
+
+class Partition:
+    def __init__(self, day: date, spool_dir: Path) -> None:
+        self.day = day
+        self._spool_dir = spool_dir
+        self.calls_key = partition_key("calls", day, PARTITION_FILE)
+        self.messages_key = partition_key("messages", day, PARTITION_FILE)
+        self._calls = ParquetSpool(load_table_schema("calls"), spool_dir)
+        self._messages = ParquetSpool(load_table_schema("messages"), spool_dir)
+        self._archived_calls_file: Path | None = None
+        self._archived_messages_file: Path | None = None
+        self.archived: dict[str, ArchivedCall] = {}
+        self.archived_message_counts: Counter[str] = Counter()
+        self.fresh_call_ids: set[str] = set()
+        self._reused_transcripts: set[str] = set()
+        self.newest_created: datetime | None = None
+        # What stays open in this partition after the run, for its manifest.
+        self.underway_call_ids: list[str] = []
+        self.pending_recording_call_ids: list[str] = []
+        self.failed: list[str] = []
+        self.recordings_archived = 0
+        self.recording_bytes = 0
+
+    # -- before the run's work ------------------------------------------------------------------------
+
+    def load_archived(self, storage: Storage) -> None:
+        """Fetch local copies of the archived partition files (if any) and index what they hold."""
+        calls_file = self._spool_dir / f"archived-calls-{uuid.uuid4().hex}.parquet"
+        if not storage.get_file(self.calls_key, calls_file):
+            return
+        self._archived_calls_file = calls_file
+        self.archived = read_archived_calls(calls_file)
+        messages_file = self._spool_dir / f"archived-messages-{uuid.uuid4().hex}.parquet"
+        if storage.get_file(self.messages_key, messages_file):
+            self._archived_messages_file = messages_file
+            self.archived_message_counts = count_messages(messages_file)
+
+    # -- during the run -------------------------------------------------------------------------------
+
+    def add_call(self, row: Mapping[str, Any], message_rows: list[dict[str, Any]] | None) -> None:
+        """Add a call archived by this run; `message_rows` None means its archived transcript is
+        re-used as it is."""
+        call_id = row["call_id"]
+        if message_rows is None:
+            self._reused_transcripts.add(call_id)
+        else:
+            self._messages.add_many(message_rows)
+        self._calls.add(row)
+        self.fresh_call_ids.add(call_id)
+        self._track_newest([row])
+        if row["recording_status"] == "archived":
+            self.recordings_archived += 1
+            self.recording_bytes += row["recording_bytes"] or 0
+        elif row["recording_status"] == "pending":
+            self.pending_recording_call_ids.append(call_id)
+
+    def kept_call_ids(self) -> set[str]:
+        """Archived calls this run did not archive again: they stay, as archived."""
+        return set(self.archived) - self.fresh_call_ids
+
+    # -- publishing -----------------------------------------------------------------------------------
+
+    def publish(self, storage: Storage, tombstones: Mapping[str, datetime]) -> PublishResult:
+        kept = self.kept_call_ids()
+        deleted = self._carry_over(kept, tombstones)
+        messages_file = self._messages.close()
+        calls_file = self._calls.close()
+        try:
+            if messages_file is not None:
+                storage.put_file(self.messages_key, messages_file)
+            if calls_file is not None:
+                storage.put_file(self.calls_key, calls_file)
+        finally:
+            for path in (messages_file, calls_file):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        return PublishResult(
+            calls=self._calls.rows_written,
+            messages=self._messages.rows_written,
+            kept_from_archive=len(kept),
+            deleted_at_source=deleted,
+        )
+
+    def _carry_over(self, kept: set[str], tombstones: Mapping[str, datetime]) -> int:
+        deleted = 0
+        if self._archived_calls_file is not None and kept:
+            for rows in carried_over_rows(self._archived_calls_file, kept.__contains__):
+                deleted += mark_deleted(rows, tombstones)
+                self._calls.add_many(rows)
+                self._track_newest(rows)
+        transcripts = kept | self._reused_transcripts
+        if self._archived_messages_file is not None and transcripts:
+            for rows in carried_over_rows(self._archived_messages_file, transcripts.__contains__):
+                self._messages.add_many(rows)
+        return deleted
+
+    def _track_newest(self, rows: list[Mapping[str, Any]] | list[dict[str, Any]]) -> None:
+        for row in rows:
+            if self.newest_created is None or row["created"] > self.newest_created:
+                self.newest_created = row["created"]
+
+    def discard(self) -> None:
+        """Drop every local file of this partition (spools and archived copies)."""
+        self._calls.abort()
+        self._messages.abort()
+        for path in (self._archived_calls_file, self._archived_messages_file):
+            if path is not None:
+                path.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""What one run did, filled in as it goes; written to `_runs/` and printed at the end."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Problem:
+    """One call (or listing) that could not be archived, with the reason; written to `_quarantine/`."""
+
+    kind: str
+    reason: str
+    call_date: str | None = None
+    call_id: str | None = None
+    raw_json: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    command: str
+    since: str
+    until: str
+    started_at: str
+    finished_at: str | None = None
+    calls_archived: int = 0
+    messages_archived: int = 0
+    transcripts_reused: int = 0
+    recordings_archived: int = 0
+    recordings_reused: int = 0
+    recording_bytes: int = 0
+    recordings_not_enabled: int = 0
+    recordings_pending: int = 0
+    recordings_failed: int = 0
+    calls_underway: int = 0
+    calls_failed: int = 0
+    records_quarantined: int = 0
+    partitions_written: int = 0
+    partitions_final: int = 0
+    # Archived calls this run did not archive again (deleted at the source, or failing now): kept.
+    calls_kept_from_archive: int = 0
+    calls_deleted_at_source: int = 0
+    api_requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    fatal_error: str | None = None
+    partitions_locked: list[str] = field(default_factory=list)
+    underway_call_ids: list[str] = field(default_factory=list)
+    pending_recording_call_ids: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when everything in the window was archived or is legitimately pending."""
+        return self.complete_but_locked and not self.partitions_locked
+
+    @property
+    def complete_but_locked(self) -> bool:
+        """Everything this run could reach was archived; it only skipped partitions held by another run."""
+        return (
+            self.fatal_error is None
+            and self.calls_failed == 0
+            and self.records_quarantined == 0
+            and self.recordings_failed == 0
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["complete"] = self.complete
+        return data

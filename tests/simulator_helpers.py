@@ -1,0 +1,23 @@
+"""Talking to a running simulator's /api from the simulator tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from etl.simulator.process import SimulatorHandle
+
+
+def api_client(sim: SimulatorHandle) -> httpx.Client:
+    """A client for the simulator's /api that sends its key, as the archiver does."""
+    # trust_env=False: a proxy from the environment must never sit between the tests and loopback.
+    return httpx.Client(base_url=sim.api_base_url, headers={"X-API-Key": sim.api_key}, trust_env=False)
+
+
+def api_session(sim: SimulatorHandle, restore: Mapping[str, Any]) -> Iterator[httpx.Client]:
+    """The body of an `api` fixture: an /api client, then the fault knobs in `restore` put back."""
+    with api_client(sim) as client:
+        yield client
+    sim.configure(**restore)
