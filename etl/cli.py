@@ -25,6 +25,7 @@ import click
 
 from etl.api import ApiClient, ClientOptions
 from etl.config import Settings, load_destination, load_settings
+from etl.crashpoints import CrashingStorage, CrashPoint
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.logs import configure_logging
 from etl.pipeline import Archiver
@@ -77,6 +78,8 @@ def settings_options(func: F) -> F:
             show_default=True,
             help="auto: JSON lines unless stderr is a terminal.",
         ),
+        # Fault tests only: SIGKILL this process at a precise storage write (see etl/crashpoints.py).
+        click.option("--crash-at", hidden=True),
         click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"]),
@@ -114,7 +117,7 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    _finish(settings, _run(settings, lambda archiver: archiver.backfill(first, last)))
+    _finish(settings, _run(settings, lambda archiver: archiver.backfill(first, last), flags["crash_at"]))
 
 
 @main.command()
@@ -143,7 +146,7 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    _finish(settings, _run(settings, lambda archiver: archiver.sync(settings.since)))
+    _finish(settings, _run(settings, lambda archiver: archiver.sync(settings.since), flags["crash_at"]))
 
 
 @main.command()
@@ -188,7 +191,7 @@ def simulate(ctx: click.Context) -> None:
 
 def _settings_or_exit(flags: dict[str, Any]) -> Settings:
     try:
-        return load_settings(flags, os.environ)
+        return load_settings({k: v for k, v in flags.items() if k != "crash_at"}, os.environ)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -202,8 +205,12 @@ def open_destination(settings: Settings) -> Storage:
         sys.exit(EXIT_FATAL)
 
 
-def _run(settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]]) -> RunSummary:
+def _run(
+    settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]], crash_at: str | None = None
+) -> RunSummary:
     storage = open_destination(settings)
+    if crash_at:
+        storage = CrashingStorage(storage, CrashPoint.parse(crash_at))
     progress = progress_for(sys.stderr)
 
     async def run() -> RunSummary:

@@ -91,8 +91,8 @@ def validate(settings: Settings) -> None:
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    if settings.lease_ttl_s < 30:
-        raise ConfigError("lease_ttl_s must be at least 30 seconds")
+    if settings.lease_ttl_s < 1:
+        raise ConfigError("lease_ttl_s must be at least 1 second")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
     if settings.recording_wait_s < 0:

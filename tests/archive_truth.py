@@ -118,3 +118,21 @@ def _assert_messages(rows: list[dict[str, Any]], truths: Iterable[dict[str, Any]
             assert row["text"] == message.get("text")
             assert json.loads(row["raw_json"]) == message
             assert row["call_date"].isoformat() == truth["call_date"]
+
+
+_VOLATILE_CALL_COLUMNS = ("archived_at", "last_seen_at")
+
+
+def comparable(archive: Archive) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """The archive's content without what legitimately differs between two runs (when a row was
+    written, where the archive's root is): calls, messages, and each recording's SHA-256."""
+    calls = []
+    audio = {}
+    for row in sorted(archive.calls, key=lambda r: r["call_id"]):
+        row = {k: v for k, v in row.items() if k not in _VOLATILE_CALL_COLUMNS}
+        if row["recording_uri"]:
+            audio[row["call_id"]] = hashlib.sha256(archive.read_object(row["recording_uri"])).hexdigest()
+            row["recording_uri"] = row["recording_uri"].rsplit("/recordings/", 1)[1]
+        calls.append(row)
+    messages = sorted(archive.messages, key=lambda r: (r["call_id"], r["message_index"]))
+    return calls, messages, audio

@@ -1,0 +1,60 @@
+"""Run the archiver as a real process (for kills and overlapping runs) against a simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from etl.simulator.process import SimulatorHandle
+
+
+@dataclass(frozen=True)
+class Finished:
+    code: int
+    output: str
+
+
+def archiver_env(sim: SimulatorHandle, dest: str, config: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ULTRAVOX_API_KEY=sim.api_key,
+        ULTRAVOX_API_BASE_URL=sim.api_base_url,
+        ARCHIVE_DEST=dest,
+        ARCHIVER_CONFIG=str(config),
+    )
+    return env
+
+
+def start(sim: SimulatorHandle, dest: str, config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "etl", *args, "--log-format", "json"],
+        env=archiver_env(sim, dest, config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run(sim: SimulatorHandle, dest: str, config: Path, *args: str, timeout_s: float = 120) -> Finished:
+    process = start(sim, dest, config, *args)
+    output, _ = process.communicate(timeout=timeout_s)
+    return Finished(process.returncode, output)
+
+
+def write_config(path: Path, **overrides: float) -> Path:
+    """Short waits, so that tests run in seconds: polling, retries, leases."""
+    settings: dict[str, float] = {
+        "recording_wait_s": 4,
+        "recording_poll_initial_s": 0.1,
+        "recording_poll_max_s": 0.5,
+        "retry_initial_s": 0.02,
+        "retry_max_s": 0.2,
+        "max_rps": 2000,
+        "lease_ttl_s": 600,
+    }
+    settings.update(overrides)
+    path.write_text("[archiver]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+    return path

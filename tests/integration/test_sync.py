@@ -1,0 +1,158 @@
+"""`sync`, the scheduled job: state in the destination, merges, deletions, status, overlapping runs.
+
+Over real HTTP: the simulator in its own process, a moto S3 server, the archiver as a real process
+where the test needs one (overlaps), else through click's runner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
+from archiver_process import archiver_env, run, start, write_config
+from click.testing import CliRunner
+
+from etl.cli import main
+from etl.simulator.process import SimulatorHandle, running_simulator
+
+MESSAGE_PAGE = 100
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def cli(sim: SimulatorHandle, dest: str, config: Path, *args: str) -> tuple[int, str]:
+    env = archiver_env(sim, dest, config)
+    result = CliRunner().invoke(main, [*args, "--log-format", "json"], env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def recent_account() -> Iterator[SimulatorHandle]:
+    """Calls over the last three days, so that sync's 'through today' plan covers them all."""
+    with running_simulator(
+        calls=60, seed=31, days=3, start_date=(today() - timedelta(days=2)).isoformat()
+    ) as sim:
+        yield sim
+
+
+def message_pages(truth: dict[str, object]) -> int:
+    messages = truth["messages"]
+    assert isinstance(messages, list)
+    return max(1, math.ceil(len(messages) / MESSAGE_PAGE))
+
+
+def test_sync_twice_follows_the_source_and_downloads_nothing_twice(
+    recent_account: SimulatorHandle, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    sim, dest, config = recent_account, f"s3://{s3_bucket}/sync", write_config(tmp_path / "c.toml")
+    fs = s3_filesystem(s3_endpoint)
+
+    code, output = cli(sim, dest, config, "sync")
+    assert code == 2 and "--since" in output  # a first sync must be told where history starts
+
+    code, output = cli(sim, dest, config, "sync", "--since", sim.since)
+    assert code == 0, output
+    first_truth = sim.truth()
+    assert_matches_truth(read_archive(f"{s3_bucket}/sync", fs), Expected(first_truth))
+    first = {row["call_id"]: row for row in read_archive(f"{s3_bucket}/sync", fs).calls}
+
+    deleted = next(t for t in first_truth if not t["underway"])["call_id"]
+    sim.advance(
+        new_calls=8, end_underway=True, finish_processing=True, fill_summaries=True, delete_calls=[deleted]
+    )
+    sim.reset_stats()
+
+    code, output = cli(sim, dest, config, "sync")
+    assert code == 0, output
+    second_truth = sim.truth()
+    stats = sim.stats()
+
+    # The archive equals the source now, and keeps the deleted call as it was archived.
+    by_id = {t["call_id"]: t for t in first_truth}
+    expected = [by_id[t["call_id"]] if t["call_id"] == deleted else t for t in second_truth]
+    archive = read_archive(f"{s3_bucket}/sync", fs)
+    assert_matches_truth(archive, Expected(expected))
+    rows = {row["call_id"]: row for row in archive.calls}
+    assert rows[deleted]["source_deleted_at"] is not None
+    assert rows[deleted]["last_seen_at"] == first[deleted]["last_seen_at"]
+    assert rows[deleted]["last_seen_at"] < max(row["last_seen_at"] for row in archive.calls)
+    assert all(row["archived_at"] == first[cid]["archived_at"] for cid, row in rows.items() if cid in first)
+
+    # Nothing archived in the first run was downloaded or fetched again.
+    new_ids = {t["call_id"] for t in second_truth if not t["underway"]} - set(first)
+    redownload = [
+        t
+        for t in second_truth
+        if t["recording"]["delivery"] == "redirect"
+        and t["recording"]["status"] == "ready"
+        and (t["call_id"] in new_ids or first.get(t["call_id"], {}).get("recording_status") == "pending")
+    ]
+    assert stats["requests"]["storage"] == len(redownload)
+    assert stats["requests"]["messages"] == sum(
+        message_pages(t) for t in second_truth if t["call_id"] in new_ids
+    )
+    assert "already archived" in output
+
+
+def test_status_reports_the_state(recent_account: SimulatorHandle, tmp_path: Path) -> None:
+    sim, dest = recent_account, str(tmp_path / "archive")
+    config = write_config(tmp_path / "c.toml", refresh_days=0)
+    empty = CliRunner().invoke(main, ["status", "--dest", dest])
+    assert empty.exit_code == 0 and "nothing archived yet" in empty.output
+
+    code, output = cli(sim, dest, config, "sync", "--since", sim.since)
+    assert code == 0, output
+    truth = sim.truth()
+    status = CliRunner().invoke(main, ["status", "--dest", dest])
+    assert status.exit_code == 0, status.output
+    underway = sum(t["underway"] for t in truth)
+    days_with_underway = {t["call_date"] for t in truth if t["underway"]}
+    assert f"calls archived      {sum(not t['underway'] for t in truth)}" in status.output
+    assert f"{underway} calls underway" in status.output
+    assert "last run            sync" in status.output and "(complete)" in status.output
+    assert "lag                 newest archived call created" in status.output
+    manifests = sorted((tmp_path / "archive" / "_state" / "partitions").iterdir())
+    assert len(manifests) == 3
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        open_day = manifest["call_date"] in days_with_underway or manifest["pending_recording_call_ids"]
+        assert manifest["final"] is (not open_day and manifest["call_date"] < today().isoformat())
+        assert manifest["schema_versions"] == {"calls": 1, "messages": 1}
+        assert (tmp_path / "archive" / "_state" / "open" / f"call_date={manifest['call_date']}").exists() is (
+            not manifest["final"]
+        )
+
+
+def test_two_syncs_started_together(
+    recent_account: SimulatorHandle, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    sim, dest = recent_account, f"s3://{s3_bucket}/together"
+    config = write_config(tmp_path / "c.toml")
+    sim.configure(latency_ms=40)  # long enough runs that the two overlap
+    try:
+        runs = [start(sim, dest, config, "sync", "--since", sim.since) for _ in range(2)]
+        finished = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "") for p in runs]
+    finally:
+        sim.configure(latency_ms=0)
+
+    codes = sorted(code for code, _ in finished)
+    assert codes in ([0, 0], [0, 4]), finished
+    for code, output in finished:
+        if code == 4:
+            assert "locked by another run" in output and "(locked by " in output
+        else:
+            assert "0 locked by another run" in output
+    # Whatever each did, together they archived everything exactly once.
+    assert_matches_truth(
+        read_archive(f"{s3_bucket}/together", s3_filesystem(s3_endpoint)), Expected(sim.truth())
+    )
+    # And the next run finds nothing locked.
+    after = run(sim, dest, config, "sync")
+    assert after.code == 0, after.output
