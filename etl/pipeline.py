@@ -196,20 +196,24 @@ class _Run:
             await asyncio.to_thread(lease.release)
 
     async def _acquire(self, day: date) -> Lease | None:
+        name = lease_name(day)
         deadline = time.monotonic() + self.settings.lock_wait_s
         while True:
-            lease = await asyncio.to_thread(self.leases.acquire, lease_name(day))
+            lease = await asyncio.to_thread(self.leases.acquire, name)
             if lease is not None:
                 return lease
-            if time.monotonic() >= deadline:
-                holder = await asyncio.to_thread(self.leases.holder, lease_name(day))
+            holder = await asyncio.to_thread(self.leases.holder, name)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 who = f"{holder.owner} until {holder.expires_at.isoformat()}" if holder else "another run"
                 self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {who})")
                 log.warning(
                     "partition locked by another run", extra={"call_date": day.isoformat(), "by": who}
                 )
                 return None
-            await asyncio.sleep(min(5.0, max(deadline - time.monotonic(), 0.1)))
+            # Wake up when the holder's lease would expire (a killed run stops renewing it).
+            until_expiry = (holder.expires_at - self.now()).total_seconds() if holder else 0.0
+            await asyncio.sleep(min(max(until_expiry + 0.05, 0.1), 5.0, remaining))
 
     async def _archive_leased_day(self, day: date, lease: Lease) -> None:
         # Open before any data is written: a run killed from here on leaves the day for the next run.

@@ -1,0 +1,133 @@
+"""SIGKILL at 23 moments of a sync; each time the next run completes the job and the archive is
+identical (same rows, same audio checksums) to an uninterrupted run's, and equals the ground truth.
+
+Moments come two ways. Storage moments are exact: the hidden `--crash-at put:PREFIX:N` makes the
+process SIGKILL itself right before its Nth write under PREFIX (recordings, Parquet files, manifests,
+open markers, leases, run records). API moments are taken from outside: the test watches the
+simulator's request counters and SIGKILLs the process once it has made N requests of a kind.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from archive_truth import Archive, Expected, assert_matches_truth, comparable, read_archive, s3_filesystem
+from archiver_process import run, start, write_config
+
+from etl.simulator.process import SimulatorHandle, running_simulator
+
+STORAGE_MOMENTS = [
+    "put:_state/leases/:1",
+    "put:_state/open/:1",
+    "put:_state/open/:3",
+    "put:recordings/:1",
+    "put:recordings/:8",
+    "put:recordings/:20",
+    "put:messages/:1",
+    "put:messages/:3",
+    "put:calls/:1",
+    "put:calls/:2",
+    "put:_state/partitions/:1",
+    "put:_state/partitions/:3",
+    "delete:_state/open/:1",
+    "delete:_state/leases/:2",
+    "put:_runs/:1",
+]
+API_MOMENTS = [
+    ("list_calls", 1),
+    ("list_calls", 3),
+    ("messages", 3),
+    ("messages", 20),
+    ("messages", 45),
+    ("recording", 2),
+    ("recording", 15),
+    ("storage", 10),
+]
+SIGKILLED = -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[SimulatorHandle]:
+    start_date = (datetime.now(UTC).date() - timedelta(days=2)).isoformat()
+    with running_simulator(calls=50, seed=41, days=3, start_date=start_date) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Short leases: a killed run's leases expire in seconds, and the next run waits that long for them.
+    # A short recording wait: recordings that never finish processing are reported pending sooner.
+    return write_config(
+        tmp_path_factory.mktemp("crash") / "c.toml",
+        lease_ttl_s=3,
+        lock_wait_s=8,
+        refresh_days=0,
+        recording_wait_s=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(account: SimulatorHandle, config: Path, s3_endpoint: str) -> Archive:
+    bucket = _new_bucket("reference")
+    finished = run(account, f"s3://{bucket}/a", config, "sync", "--since", account.since)
+    assert finished.code == 0, finished.output
+    return read_archive(f"{bucket}/a", s3_filesystem(s3_endpoint))
+
+
+def _new_bucket(name: str) -> str:
+    import boto3
+
+    bucket = f"crash-{name}-{time.monotonic_ns()}"
+    boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+def _finish_and_compare(
+    sim: SimulatorHandle, config: Path, endpoint: str, bucket: str, reference: Archive, moment: str
+) -> None:
+    finished = run(sim, f"s3://{bucket}/a", config, "sync", "--since", sim.since)
+    assert finished.code == 0, f"{moment}: the run after the kill did not complete:\n{finished.output}"
+    archive = read_archive(f"{bucket}/a", s3_filesystem(endpoint))
+    assert comparable(archive) == comparable(reference), moment
+    assert_matches_truth(archive, Expected(sim.truth()), check_audio=False)
+
+
+def test_killed_at_storage_moments(
+    account: SimulatorHandle, config: Path, s3_endpoint: str, reference: Archive
+) -> None:
+    def one(moment: str) -> None:
+        bucket = _new_bucket("s")
+        killed = run(
+            account, f"s3://{bucket}/a", config, "sync", "--since", account.since, "--crash-at", moment
+        )
+        assert killed.code == SIGKILLED, f"{moment} was never reached:\n{killed.output}"
+        _finish_and_compare(account, config, s3_endpoint, bucket, reference, moment)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(one, STORAGE_MOMENTS))
+
+
+def test_killed_at_api_moments(
+    account: SimulatorHandle, config: Path, s3_endpoint: str, reference: Archive
+) -> None:
+    for kind, count in API_MOMENTS:
+        moment = f"after {count} {kind} requests"
+        bucket = _new_bucket("a")
+        account.reset_stats()
+        account.configure(latency_ms=20)  # slow enough for the watcher to catch the moment
+        try:
+            process = start(account, f"s3://{bucket}/a", config, "sync", "--since", account.since)
+            while process.poll() is None and account.stats()["requests"][kind] < count:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+        finally:
+            account.configure(latency_ms=0)
+        assert process.returncode == SIGKILLED, f"the run ended before {moment}"
+        _finish_and_compare(account, config, s3_endpoint, bucket, reference, moment)
