@@ -194,3 +194,28 @@ def test_conditional_writes_to_a_missing_bucket_are_not_lost_races() -> None:
         with pytest.raises(StorageError, match="NoSuchBucket") as caught:
             attempt()
         assert not isinstance(caught.value, PreconditionFailed)
+
+
+def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
+    s3_bucket: str, s3: Any, tmp_path: Path
+) -> None:
+    """A multipart upload that fails half-way is aborted: no object, no orphaned parts billed forever."""
+    client = default_s3_client()
+    parts_sent = 0
+
+    def fail_second_part(**_: Any) -> None:
+        nonlocal parts_sent
+        parts_sent += 1
+        if parts_sent == 2:
+            raise ConnectionError("network dropped during part 2")
+
+    client.meta.events.register("before-call.s3.UploadPart", fail_second_part)
+    storage = S3Storage(s3_bucket, "archive", client=client)
+    source = tmp_path / "big.wav"
+    source.write_bytes(os.urandom(40 * 1024 * 1024))
+
+    with pytest.raises(StorageError):
+        storage.put_file("recordings/call_date=2026-03-02/big.wav", source)
+
+    assert storage.head("recordings/call_date=2026-03-02/big.wav") is None
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
