@@ -16,26 +16,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from etl import records
 from etl.api import ApiClient
+from etl.calls import CallArchiver
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
 from etl.lease import Lease, Leases, renewing
-from etl.merge import ArchivedCall, transcript_is_reusable
-from etl.model import RecordingOutcome, RecordingStatus
+from etl.ledger import Ledger
 from etl.partition import Partition
-from etl.recordings import RecordingFetcher, RecordingPolicy, recording_key
+from etl.recordings import RecordingFetcher, RecordingPolicy
 from etl.schema import load_table_schema, table_names
 from etl.state import (
     MANIFEST_PREFIX,
@@ -49,13 +47,10 @@ from etl.state import (
     plan_sync,
 )
 from etl.storage import Storage
-from etl.summary import Problem, RunSummary
+from etl.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
-# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain.
-_SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_RAW_QUARANTINE_LIMIT = 64 * 1024
 _DAYS_IN_FLIGHT = 3
 
 
@@ -147,10 +142,9 @@ class _Run:
         self.client = archiver._client
         self.storage = archiver._storage
         self.now = archiver._now
-        self.progress = archiver._progress
         self.summary = summary
+        self.ledger = Ledger(summary, archiver._progress)
         self.spool_dir = spool_dir
-        self.run_time = started
         self.call_slots = asyncio.Semaphore(settings.concurrency)
         self.leases = Leases(
             self.storage,
@@ -158,7 +152,7 @@ class _Run:
             ttl_s=settings.lease_ttl_s,
             clock=archiver._now,
         )
-        self.fetcher = RecordingFetcher(
+        fetcher = RecordingFetcher(
             self.client,
             self.storage,
             RecordingPolicy(
@@ -170,6 +164,15 @@ class _Run:
             spool_dir=spool_dir,
             download_slots=asyncio.Semaphore(settings.download_concurrency),
             clock=archiver._clock,
+        )
+        self.calls = CallArchiver(
+            client=self.client,
+            storage=self.storage,
+            fetcher=fetcher,
+            ledger=self.ledger,
+            run_time=started,
+            call_slots=self.call_slots,
+            message_page_size=settings.message_page_size,
         )
 
     async def archive_days(self, days: list[date]) -> None:
@@ -225,7 +228,7 @@ class _Run:
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
             if not lease.still_held():
-                self._problem(
+                self.ledger.problem(
                     "lease_lost", f"lost the lease on {day} before publishing; nothing written", partition
                 )
                 return
@@ -285,7 +288,7 @@ class _Run:
             except AuthError:
                 raise
             except ArchiverError as exc:
-                self._problem("listing_failed", f"listing the calls of {day} failed: {exc}", partition)
+                self.ledger.problem("listing_failed", f"listing the calls of {day} failed: {exc}", partition)
         return False
 
     async def _list_day(self, day: date, partition: Partition, calls: asyncio.TaskGroup) -> None:
@@ -296,11 +299,11 @@ class _Run:
         }
         async for page in self.client.iter_pages("calls", params, description=f"calls of {day}"):
             for raw in page:
-                call = self._admit(raw, partition)
+                call = self.calls.admit(raw, partition)
                 if call is None:
                     continue
                 await self.call_slots.acquire()
-                task = calls.create_task(self._archive_call(call, day, partition))
+                task = calls.create_task(self.calls.archive(call, partition))
                 task.add_done_callback(lambda _: self.call_slots.release())
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
@@ -327,146 +330,7 @@ class _Run:
             )
         return tombstones
 
-    # -- one call -------------------------------------------------------------------------------------
-
-    def _admit(self, raw: object, partition: Partition) -> Mapping[str, Any] | None:
-        """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
-        day = partition.day
-        try:
-            if not isinstance(raw, Mapping):
-                raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
-            call_id = records.call_id_of(raw)
-            if not _SAFE_CALL_ID.match(call_id):
-                raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
-            if records.call_date_of(raw) != day:
-                raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
-            # Validate every column now, before spending requests on a call we could not store.
-            records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self.run_time)
-        except BadRecord as exc:
-            self._problem("bad_record", exc.reason, partition, call_id=_id_or_none(raw), raw=raw)
-            return None
-        if records.is_underway(raw):
-            self.summary.calls_underway += 1
-            self.summary.underway_call_ids.append(call_id)
-            partition.underway_call_ids.append(call_id)
-            return None
-        return raw
-
-    async def _archive_call(self, call: Mapping[str, Any], day: date, partition: Partition) -> None:
-        call_id = records.call_id_of(call)
-        archived = partition.archived.get(call_id)
-        try:
-            message_rows: list[dict[str, Any]] | None = None
-            if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
-                assert archived is not None and archived.message_count is not None
-                message_count = archived.message_count
-            else:
-                message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
-                message_count = len(message_rows)
-            outcome = await self._recording(call, call_id, day, archived)
-            row = records.call_row(
-                call,
-                outcome,
-                archived.archived_at if archived else self.run_time,
-                message_count=message_count,
-                last_seen_at=self.run_time,
-            )
-        except AuthError:
-            raise
-        except BadRecord as exc:
-            self._problem(
-                "bad_record", f"call {call_id}: {exc.reason}", partition, call_id=call_id, raw=exc.record
-            )
-            return
-        except ArchiverError as exc:
-            self._problem("call_failed", f"call {call_id}: {exc}", partition, call_id=call_id)
-            return
-        except Exception as exc:  # a bug must cost one call, not the run; the reason is kept
-            log.exception("internal error archiving a call", extra={"call_id": call_id})
-            self._problem(
-                "call_failed",
-                f"call {call_id}: internal error {type(exc).__name__}: {exc}",
-                partition,
-                call_id=call_id,
-            )
-            return
-        partition.add_call(row, message_rows)
-        self._count(outcome, call_id, partition, message_count, reused_transcript=message_rows is None)
-        if self.progress is not None:
-            self.progress(self.summary)
-
-    async def _recording(
-        self, call: Mapping[str, Any], call_id: str, day: date, archived: ArchivedCall | None
-    ) -> RecordingOutcome:
-        if call.get("recordingEnabled") is False:
-            # The call object already says so: no request needed to learn it.
-            return RecordingOutcome(RecordingStatus.NOT_ENABLED)
-        if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
-            stored = await asyncio.to_thread(self.storage.head, recording_key(day, call_id))
-            if stored is not None and stored.size == archived.recording.size_bytes:
-                # Archived before with this size and checksum: the audio never changes once ready.
-                self.summary.recordings_reused += 1
-                reused: RecordingOutcome = archived.recording
-                return reused
-        return await self.fetcher.fetch(call_id, day, slot=self.call_slots)
-
-    async def _fetch_messages(self, call_id: str) -> list[Any]:
-        messages: list[Any] = []
-        params: dict[str, str | int] = {"mode": "in_call", "pageSize": self.settings.message_page_size}
-        async for page in self.client.iter_pages(
-            f"calls/{call_id}/messages", params, description=f"messages of call {call_id}"
-        ):
-            messages.extend(page)
-        return messages
-
-    def _count(
-        self,
-        outcome: RecordingOutcome,
-        call_id: str,
-        partition: Partition,
-        messages: int,
-        *,
-        reused_transcript: bool,
-    ) -> None:
-        summary = self.summary
-        summary.calls_archived += 1
-        summary.messages_archived += messages
-        summary.transcripts_reused += reused_transcript
-        if outcome.status is RecordingStatus.ARCHIVED:
-            summary.recordings_archived += 1
-            summary.recording_bytes += outcome.size_bytes or 0
-        elif outcome.status is RecordingStatus.NOT_ENABLED:
-            summary.recordings_not_enabled += 1
-        elif outcome.status is RecordingStatus.PENDING:
-            summary.recordings_pending += 1
-            summary.pending_recording_call_ids.append(call_id)
-        else:
-            summary.recordings_failed += 1
-            self._problem("recording_failed", f"call {call_id}: {outcome.detail}", partition, call_id=call_id)
-
-    def _problem(
-        self, kind: str, reason: str, partition: Partition, *, call_id: str | None = None, raw: object = None
-    ) -> None:
-        partition.failed.append(call_id or kind)
-        if kind == "bad_record":
-            self.summary.records_quarantined += 1
-        elif kind in ("call_failed", "listing_failed", "lease_lost"):
-            self.summary.calls_failed += 1
-        raw_json = None
-        if raw is not None:
-            raw_json = json.dumps(raw, ensure_ascii=False, default=str)[:_RAW_QUARANTINE_LIMIT]
-        self.summary.problems.append(Problem(kind, reason, partition.day.isoformat(), call_id, raw_json))
-        message = "recording not archived" if kind == "recording_failed" else "call not archived"
-        log.warning(message, extra={"kind": kind, "reason": reason, "call_id": call_id})
-
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _id_or_none(raw: object) -> str | None:
-    if isinstance(raw, Mapping):
-        value = raw.get("callId")
-        return value if isinstance(value, str) else None
-    return None

@@ -251,20 +251,8 @@ class S3Storage:
         return uri
 
     def get_bytes(self, key: str) -> bytes | None:
-        uri = self.uri_for(key)
-        with _s3_errors("get", uri):
-            try:
-                response = self._client.get_object(Bucket=self._bucket, Key=self._object_key(key))
-            except ClientError as exc:
-                if _is_not_found(exc):
-                    return None
-                raise
-            body = response["Body"]
-            try:
-                data: bytes = body.read()
-            finally:
-                body.close()
-            return data
+        found = self.get_with_etag(key)
+        return None if found is None else found[0]
 
     def get_file(self, key: str, path: Path) -> bool:
         uri = self.uri_for(key)

@@ -1,0 +1,136 @@
+"""One call: validate it, fetch its transcript and recording (or re-use what is archived), make its row."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from etl import records
+from etl.api import ApiClient
+from etl.errors import ArchiverError, AuthError, BadRecord
+from etl.ledger import Ledger
+from etl.merge import ArchivedCall, transcript_is_reusable
+from etl.model import RecordingOutcome, RecordingStatus
+from etl.partition import Partition
+from etl.recordings import RecordingFetcher, recording_key
+from etl.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain.
+_SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+class CallArchiver:
+    def __init__(
+        self,
+        *,
+        client: ApiClient,
+        storage: Storage,
+        fetcher: RecordingFetcher,
+        ledger: Ledger,
+        run_time: datetime,
+        call_slots: asyncio.Semaphore,
+        message_page_size: int,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._fetcher = fetcher
+        self._ledger = ledger
+        self._run_time = run_time
+        self._call_slots = call_slots
+        self._message_page_size = message_page_size
+
+    def admit(self, raw: object, partition: Partition) -> Mapping[str, Any] | None:
+        """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
+        day = partition.day
+        try:
+            if not isinstance(raw, Mapping):
+                raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
+            call_id = records.call_id_of(raw)
+            if not _SAFE_CALL_ID.match(call_id):
+                raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
+            if records.call_date_of(raw) != day:
+                raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
+            # Validate every column now, before spending requests on a call we could not store.
+            records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
+        except BadRecord as exc:
+            self._ledger.problem("bad_record", exc.reason, partition, call_id=_id_or_none(raw), raw=raw)
+            return None
+        if records.is_underway(raw):
+            self._ledger.underway(call_id, partition)
+            return None
+        return raw
+
+    async def archive(self, call: Mapping[str, Any], partition: Partition) -> None:
+        """Archive one admitted call into `partition`; a failure costs this call only, with its reason."""
+        call_id = records.call_id_of(call)
+        archived = partition.archived.get(call_id)
+        try:
+            message_rows: list[dict[str, Any]] | None = None
+            if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
+                assert archived is not None and archived.message_count is not None
+                message_count = archived.message_count
+            else:
+                message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
+                message_count = len(message_rows)
+            outcome = await self._recording(call, call_id, partition, archived)
+            row = records.call_row(
+                call,
+                outcome,
+                archived.archived_at if archived else self._run_time,
+                message_count=message_count,
+                last_seen_at=self._run_time,
+            )
+        except AuthError:
+            raise
+        except BadRecord as exc:
+            reason = f"call {call_id}: {exc.reason}"
+            self._ledger.problem("bad_record", reason, partition, call_id=call_id, raw=exc.record)
+            return
+        except ArchiverError as exc:
+            self._ledger.problem("call_failed", f"call {call_id}: {exc}", partition, call_id=call_id)
+            return
+        except Exception as exc:  # a bug must cost one call, not the run; the reason is kept
+            log.exception("internal error archiving a call", extra={"call_id": call_id})
+            reason = f"call {call_id}: internal error {type(exc).__name__}: {exc}"
+            self._ledger.problem("call_failed", reason, partition, call_id=call_id)
+            return
+        partition.add_call(row, message_rows)
+        self._ledger.archived(
+            outcome, call_id, partition, message_count, reused_transcript=message_rows is None
+        )
+
+    async def _recording(
+        self, call: Mapping[str, Any], call_id: str, partition: Partition, archived: ArchivedCall | None
+    ) -> RecordingOutcome:
+        if call.get("recordingEnabled") is False:
+            # The call object already says so: no request needed to learn it.
+            return RecordingOutcome(RecordingStatus.NOT_ENABLED)
+        if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
+            stored = await asyncio.to_thread(self._storage.head, recording_key(partition.day, call_id))
+            if stored is not None and stored.size == archived.recording.size_bytes:
+                # Archived before with this size and checksum: the audio never changes once ready.
+                self._ledger.recording_reused()
+                return archived.recording
+        return await self._fetcher.fetch(call_id, partition.day, slot=self._call_slots)
+
+    async def _fetch_messages(self, call_id: str) -> list[Any]:
+        messages: list[Any] = []
+        params: dict[str, str | int] = {"mode": "in_call", "pageSize": self._message_page_size}
+        async for page in self._client.iter_pages(
+            f"calls/{call_id}/messages", params, description=f"messages of call {call_id}"
+        ):
+            messages.extend(page)
+        return messages
+
+
+def _id_or_none(raw: object) -> str | None:
+    if isinstance(raw, Mapping):
+        value = raw.get("callId")
+        return value if isinstance(value, str) else None
+    return None
