@@ -39,11 +39,18 @@ STREAM_CHUNK_BYTES = 256 * 1024
 
 
 class RateLimiter:
-    """Spaces requests at most `rate` per second across all tasks; a 429 pauses everyone.
+    """Spaces requests at most `rate` per second across all tasks; a 429 pauses everyone and lowers
+    the rate, which then climbs back towards the configured maximum.
 
     Each caller reserves the next free slot and sleeps until it, so the rate holds however many
-    tasks share the limiter, without a lock (reservation happens without awaiting).
+    tasks share the limiter, without a lock (reservation happens without awaiting). Adapting is
+    AIMD, as in TCP: one multiplicative cut per second of 429s (a burst of 429 answers to requests
+    already in flight is one signal, not many), then an additive climb of 5% of the maximum per
+    second without one.
     """
+
+    CUT = 0.75
+    RECOVERY_PER_S = 0.05
 
     def __init__(
         self,
@@ -52,24 +59,35 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._interval = 1.0 / rate
+        self.max_rate = rate
         self._clock = clock
         self._sleep = sleep
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._rate_at_cut = rate
+        self._last_cut = float("-inf")
         self.requests = 0
+
+    @property
+    def rate(self) -> float:
+        climbed = (self._clock() - self._last_cut) * self.RECOVERY_PER_S * self.max_rate
+        return min(self.max_rate, self._rate_at_cut + climbed)
 
     async def acquire(self) -> None:
         now = self._clock()
         slot = max(now, self._next_slot, self._paused_until)
-        self._next_slot = slot + self._interval
+        self._next_slot = slot + 1.0 / self.rate
         self.requests += 1
         if slot > now:
             await self._sleep(slot - now)
 
     def pause(self, seconds: float) -> None:
-        """The server said slow down: nobody sends before `seconds` from now."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        """The server said slow down: nobody sends before `seconds` from now, and the rate drops."""
+        now = self._clock()
+        self._paused_until = max(self._paused_until, now + seconds)
+        if now - self._last_cut >= 1.0:
+            self._rate_at_cut = max(self.rate * self.CUT, self.max_rate * 0.05, 0.1)
+            self._last_cut = now
 
 
 class ByteSink(Protocol):

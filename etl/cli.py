@@ -14,6 +14,7 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -78,6 +79,13 @@ def settings_options(func: F) -> F:
             show_default=True,
             help="auto: JSON lines unless stderr is a terminal.",
         ),
+        click.option(
+            "--summary-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="The run summary on stdout: for people, or one JSON object for schedulers and scripts.",
+        ),
         # Fault tests only: SIGKILL this process at a precise storage write (see etl/crashpoints.py).
         click.option("--crash-at", hidden=True),
         click.option(
@@ -117,7 +125,8 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    _finish(settings, _run(settings, lambda archiver: archiver.backfill(first, last), flags["crash_at"]))
+    summary = _run(settings, lambda archiver: archiver.backfill(first, last), flags["crash_at"])
+    _finish(settings, summary, flags["summary_format"])
 
 
 @main.command()
@@ -146,7 +155,8 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    _finish(settings, _run(settings, lambda archiver: archiver.sync(settings.since), flags["crash_at"]))
+    summary = _run(settings, lambda archiver: archiver.sync(settings.since), flags["crash_at"])
+    _finish(settings, summary, flags["summary_format"])
 
 
 @main.command()
@@ -189,9 +199,13 @@ def simulate(ctx: click.Context) -> None:
     sys.exit(simulator_main(list(ctx.args), prog="ultravox-archiver simulate"))
 
 
+# Options that steer this invocation only, not the archiver's settings.
+_NOT_SETTINGS = frozenset({"crash_at", "summary_format"})
+
+
 def _settings_or_exit(flags: dict[str, Any]) -> Settings:
     try:
-        return load_settings({k: v for k, v in flags.items() if k != "crash_at"}, os.environ)
+        return load_settings({k: v for k, v in flags.items() if k not in _NOT_SETTINGS}, os.environ)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -227,6 +241,9 @@ def _run(
             progress.finish()
 
 
-def _finish(settings: Settings, summary: RunSummary) -> None:
-    click.echo(format_summary(summary, settings.dest))
+def _finish(settings: Settings, summary: RunSummary, summary_format: str) -> None:
+    if summary_format == "json":
+        click.echo(json.dumps(summary.to_json(), ensure_ascii=False))
+    else:
+        click.echo(format_summary(summary, settings.dest))
     sys.exit(exit_code(summary))

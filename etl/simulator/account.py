@@ -32,6 +32,9 @@ class AccountSpec:
     start_date: date
     recording_bytes: int
     huge_recording_bytes: int | None = None
+    recording_rate: float = 0.8
+    # Recordings that never finish processing (the API answers 425 for ever).
+    stuck_recording_rate: float = 0.03
 
     @property
     def start_us(self) -> int:
@@ -134,9 +137,10 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
     # Calls still underway are recent ones; ~3% of an account spread over `days` days.
     underway = created_us >= last_day_us and rng.random() < min(0.5, 0.03 * spec.days)
     unjoined = not underway and rng.random() < 0.05
-    recording_enabled = rng.random() < 0.8
+    recording_enabled = rng.random() < spec.recording_rate
     roll = rng.random()
-    polls: int | None = None if roll < 0.03 else rng.choice((1, 2)) if roll < 0.13 else 0
+    stuck = spec.stuck_recording_rate
+    polls: int | None = None if roll < stuck else rng.choice((1, 2)) if roll < stuck + 0.10 else 0
     delivery: Delivery = "direct" if rng.random() < 0.15 else "redirect"
     size = int(spec.recording_bytes * rng.uniform(0.5, 1.5))
     return CallRecord(

@@ -33,6 +33,8 @@ class SimulatorOptions:
     rate_limit_rps: float | None = None
     recording_bytes: int = 48_000
     huge_recording_bytes: int | None = None
+    recording_rate: float = 0.8
+    stuck_recording_rate: float = 0.03
     page_size_max: int = 100
     error_rate_5xx: float = 0.0
     reset_rate: float = 0.0
@@ -73,6 +75,13 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     add("--rate-limit-rps", type=float, default=d.rate_limit_rps, help="token bucket over /api (429)")
     add("--recording-bytes", type=int, default=d.recording_bytes, help="mean recording size (+-50%%)")
     add("--huge-recording-bytes", type=int, default=d.huge_recording_bytes, help="size of one huge recording")
+    add("--recording-rate", type=float, default=d.recording_rate, help="fraction of calls with recording on")
+    add(
+        "--stuck-recording-rate",
+        type=float,
+        default=d.stuck_recording_rate,
+        help="fraction of recordings that never finish processing",
+    )
     add("--page-size-max", type=int, default=d.page_size_max, help="pageSize above this is clamped")
     add("--error-rate-5xx", type=float, default=d.error_rate_5xx, help="fraction of /api answered 5xx")
     add("--reset-rate", type=float, default=d.reset_rate, help="fraction of /api connections reset")

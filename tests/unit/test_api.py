@@ -197,3 +197,21 @@ def test_rate_limiter_spaces_requests() -> None:
     limiter.pause(5)
     asyncio.run(limiter.acquire())
     assert slept[-1] == pytest.approx(5.0)
+
+
+def test_rate_limiter_backs_off_on_429_and_recovers() -> None:
+    now = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(100, clock=lambda: now[0], sleep=sleep)
+    limiter.pause(0)
+    limiter.pause(0)  # the same burst of 429s: one cut
+    assert limiter.rate == pytest.approx(75)
+    now[0] += 1.0
+    assert limiter.rate == pytest.approx(80)  # +5% of the maximum per second
+    limiter.pause(0)
+    assert limiter.rate == pytest.approx(60)
+    now[0] += 60
+    assert limiter.rate == 100  # back to the configured maximum, never above
