@@ -54,6 +54,10 @@ class RateLimiter:
 
     CUT = 0.75
     RECOVERY_PER_S = 0.05
+    # Slots missed while the event loop was busy may be used late, up to this much time's worth:
+    # without it every scheduling delay is throughput lost for good; with it a one-second window
+    # still never sees more than rate x (1 + CATCH_UP_S) requests.
+    CATCH_UP_S = 0.05
 
     def __init__(
         self,
@@ -78,7 +82,7 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         now = self._clock()
-        slot = max(now, self._next_slot, self._paused_until)
+        slot = max(now - self.CATCH_UP_S, self._next_slot, self._paused_until)
         self._next_slot = slot + 1.0 / self.rate
         self.requests += 1
         if slot > now:

@@ -56,7 +56,7 @@ class Settings:
     retry_max_s: float = 30.0
     # How long one run keeps polling recordings that answer 425 before reporting them pending.
     recording_wait_s: float = 120.0
-    recording_poll_initial_s: float = 2.0
+    recording_poll_initial_s: float = 0.5
     recording_poll_max_s: float = 15.0
     # How often a fresh signed URL is requested after the storage host refused an expired one.
     recording_url_refreshes: int = 3

@@ -232,6 +232,16 @@ class S3Storage:
     def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> str:
         uri = self.uri_for(key)
         with _s3_errors("upload to", uri):
+            if path.stat().st_size < _MULTIPART_CHUNK:
+                # One PUT: boto3's transfer manager would start a thread pool for every object.
+                with path.open("rb") as body:
+                    self._client.put_object(
+                        Bucket=self._bucket,
+                        Key=self._object_key(key),
+                        Body=body,
+                        **self._extra_args(content_type),
+                    )
+                return uri
             self._client.upload_file(
                 Filename=str(path),
                 Bucket=self._bucket,

@@ -1,0 +1,234 @@
+"""The throughput and memory benchmark (issue 5). Not part of the default test run.
+
+    .venv/bin/python tests/perf/bench.py                      # every case, JSON report + table
+    .venv/bin/python tests/perf/bench.py --cases api,cpu      # a subset
+    .venv/bin/python tests/perf/bench.py --quick              # small sizes, to try the harness
+
+Every case runs against the simulator (its own process) and a moto S3 server (its own process), with
+the archiver as a subprocess measured by os.wait4: wall time, CPU seconds, peak RSS. The report goes
+to tests/perf/results/bench-<time>.json (or --report PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PERF_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
+
+import boto3  # noqa: E402
+from alternatives import measure, run_dlt, run_sequential  # noqa: E402
+from s3server import start_moto_server  # noqa: E402
+
+from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
+
+MAX_RPS = 190
+SERVER_LIMIT = 200
+LATENCY_MS = 50
+
+
+@dataclass(frozen=True)
+class Sizes:
+    api_calls: int = 5_000
+    sequential_calls: int = 300
+    cpu_calls: int = 20_000
+    memory_calls: int = 50_000
+    huge_recording: int = 2 * 1024**3
+    growth: tuple[int, ...] = (1_000, 5_000, 20_000)
+
+
+QUICK = Sizes(
+    api_calls=500,
+    sequential_calls=50,
+    cpu_calls=1_000,
+    memory_calls=2_000,
+    huge_recording=64 * 1024**2,
+    growth=(200, 500),
+)
+
+
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    with start_moto_server() as endpoint:
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        os.environ.update(env)
+        yield env
+
+
+def new_bucket(prefix: str) -> str:
+    bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+def run_ours(
+    sim: SimulatorHandle, s3_env: dict[str, str], *, max_rps: float, extra: list[str] = ()
+) -> dict[str, Any]:
+    """The archiver as a user runs it: backfill of the simulator's window into S3, audio included."""
+    bucket = new_bucket("ours")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ULTRAVOX_", "ARCHIVE"))},
+        **s3_env,
+        "ULTRAVOX_API_KEY": sim.api_key,
+        "ULTRAVOX_API_BASE_URL": sim.api_base_url,
+        "ARCHIVE_DEST": f"s3://{bucket}/archive",
+    }
+    cmd = [
+        sys.executable, "-m", "etl", "backfill", "--since", sim.since, "--until", sim.until,
+        "--max-rps", str(max_rps), "--concurrency", "64", "--recording-wait", "30",
+        "--summary-format", "json", "--log-format", "json", "--log-level", "warning", *extra,
+    ]  # fmt: skip
+    sim.reset_stats()
+    result = measure(cmd, env)
+    stats = sim.stats()
+    api_requests = sum(count for kind, count in stats["requests"].items() if kind != "storage")
+    calls = result["calls_archived"]
+    return {
+        "calls": calls,
+        "messages": result["messages_archived"],
+        "recordings": result["recordings_archived"],
+        "recording_bytes": result["recording_bytes"],
+        "complete": result["complete"],
+        "wall_s": result["wall_s"],
+        "cpu_s": result["cpu_s"],
+        "peak_rss_mib": result["peak_rss_mib"],
+        "api_requests": api_requests,
+        "storage_requests": stats["requests"].get("storage", 0),
+        "achieved_rps": round(api_requests / result["wall_s"], 1),
+        "rate_limited_429": stats["rate_limited"],
+        "calls_per_s": round(calls / result["wall_s"], 1),
+        "cpu_ms_per_call": round(1000 * result["cpu_s"] / max(calls, 1), 2),
+    }
+
+
+def api_bound_sim(calls: int, **extra: Any) -> Any:
+    return running_simulator(
+        calls=calls, seed=5, days=5, latency_ms=LATENCY_MS, rate_limit_rps=SERVER_LIMIT,
+        recording_bytes=200_000, stuck_recording_rate=0.0, ready_timeout_s=120, **extra,
+    )  # fmt: skip
+
+
+def case_api(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    with api_bound_sim(sizes.api_calls) as sim:
+        ours = run_ours(sim, s3_env, max_rps=MAX_RPS)
+    bound_s = ours["api_requests"] / MAX_RPS
+    return {**ours, "bound_s": round(bound_s, 2), "wall_over_bound": round(ours["wall_s"] / bound_s, 3)}
+
+
+def case_alternatives(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """Same server, same data: a sequential script (subset), dlt default and parallel, and ours."""
+    report: dict[str, Any] = {}
+    with api_bound_sim(sizes.api_calls) as sim:
+        report["sequential"] = run_sequential(sim, s3_env, new_bucket("seq"), sizes.sequential_calls)
+        for config in ("default", "parallel"):
+            report[f"dlt_{config}"] = run_dlt(sim, s3_env, new_bucket(f"dlt-{config}"), config)
+        report["ours"] = run_ours(sim, s3_env, max_rps=MAX_RPS)
+    ours = report["ours"]["calls_per_s"]
+    report["ours_vs"] = {
+        name: round(ours / report[name]["calls_per_s"], 2) for name in report if name != "ours"
+    }
+    return report
+
+
+def case_cpu(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """No latency, no limit, no audio: what each costs in CPU per call."""
+    report: dict[str, Any] = {}
+    with running_simulator(
+        calls=sizes.cpu_calls, seed=6, days=5, recording_rate=0.0, ready_timeout_s=120
+    ) as sim:
+        report["ours"] = run_ours(sim, s3_env, max_rps=100_000)
+        report["dlt_parallel"] = run_dlt(sim, s3_env, new_bucket("dlt-cpu"), "parallel")
+    for result in report.values():
+        result.setdefault("cpu_ms_per_call", round(1000 * result["cpu_s"] / max(result["calls"], 1), 2))
+    report["ours_vs_dlt_calls_per_s"] = round(
+        report["ours"]["calls_per_s"] / report["dlt_parallel"]["calls_per_s"], 2
+    )
+    return report
+
+
+def case_memory(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    with running_simulator(
+        calls=sizes.memory_calls, seed=7, days=5, recording_bytes=20_000, stuck_recording_rate=0.0,
+        ready_timeout_s=300,
+    ) as sim:  # fmt: skip
+        report[f"{sizes.memory_calls}_calls"] = run_ours(sim, s3_env, max_rps=100_000)
+    with running_simulator(
+        calls=20, seed=8, days=1, huge_recording_bytes=sizes.huge_recording, stuck_recording_rate=0.0
+    ) as sim:
+        result = run_ours(sim, s3_env, max_rps=100_000)
+        result["huge_recording_bytes"] = sizes.huge_recording
+        report["huge_recording"] = result
+    return report
+
+
+def case_growth(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    series = []
+    for calls in sizes.growth:
+        with api_bound_sim(calls) as sim:
+            result = run_ours(sim, s3_env, max_rps=MAX_RPS)
+        series.append(
+            {"calls": calls, **{k: result[k] for k in ("wall_s", "peak_rss_mib", "api_requests", "cpu_s")}}
+        )
+    return {"series": series}
+
+
+CASES: dict[str, Callable[[Sizes, dict[str, str]], dict[str, Any]]] = {
+    "api": case_api,
+    "alternatives": case_alternatives,
+    "cpu": case_cpu,
+    "memory": case_memory,
+    "growth": case_growth,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
+    parser.add_argument("--report", type=Path, help="where to write the JSON report")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "sizes": sizes.__dict__,
+    }
+    path = args.report or PERF_DIR / "results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with s3_server() as s3_env:
+        for name in args.cases.split(","):
+            started = time.monotonic()
+            print(f"== {name}", flush=True)
+            report[name] = CASES[name](sizes, s3_env)
+            report[name]["case_seconds"] = round(time.monotonic() - started, 1)
+            print(json.dumps(report[name], indent=2), flush=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
