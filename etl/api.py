@@ -268,6 +268,10 @@ class ApiClient:
             except httpx.HTTPError as exc:
                 raise _transport_error(exc, url) from None
             try:
+                if response.status_code != 200:
+                    # Small bodies: reading them lets the connection go back to the pool; closing
+                    # a response with its body unread closes the connection too.
+                    await response.aread()
                 if response.status_code in (301, 302, 303, 307, 308):
                     location = response.headers.get("location")
                     if not location:
@@ -278,7 +282,6 @@ class ApiClient:
                 if response.status_code == 200:
                     size = await _stream_into(response, sink, url)
                     return RecordingAnswer("direct", size_bytes=size)
-                await response.aread()
                 detail = _detail(response)
                 if (
                     response.status_code in _NOT_ENABLED_STATUSES

@@ -56,3 +56,16 @@ def test_until_before_since_is_a_usage_error() -> None:
         main, ["backfill", "--since", "2026-01-02", "--until", "2026-01-01"], env={"ULTRAVOX_API_KEY": "k"}
     )
     assert result.exit_code == 2
+
+
+def test_summary_as_json_for_schedulers(tmp_path: Path) -> None:
+    with running_simulator(calls=8, seed=3, days=1) as sim:
+        env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
+        args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(tmp_path / "a")]
+        result = CliRunner().invoke(
+            main, [*args, "--summary-format", "json", "--log-level", "error"], env=env
+        )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["complete"] is True
+    assert summary["calls_archived"] + summary["calls_underway"] == 8

@@ -1,0 +1,81 @@
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from etl.errors import ConfigError
+from etl.state import (
+    PartitionManifest,
+    day_from_key,
+    is_final,
+    manifest_key,
+    open_marker_key,
+    plan_sync,
+)
+
+D = date(2026, 3, 2)
+
+
+def test_first_sync_needs_a_start() -> None:
+    with pytest.raises(ConfigError, match="--since"):
+        plan_sync(archived_days=[], open_days=[], today=D, since=None)
+
+
+def test_first_sync_runs_from_since_through_today() -> None:
+    assert plan_sync(archived_days=[], open_days=[], today=D + timedelta(days=2), since=D) == [
+        D,
+        D + timedelta(days=1),
+        D + timedelta(days=2),
+    ]
+
+
+def test_later_syncs_revisit_open_days_and_continue_from_the_newest() -> None:
+    archived = [D, D + timedelta(days=1), D + timedelta(days=5)]
+    plan = plan_sync(
+        archived_days=archived, open_days=[D + timedelta(days=1)], today=D + timedelta(days=6), since=None
+    )
+    assert plan == [D + timedelta(days=1), D + timedelta(days=5), D + timedelta(days=6)]
+
+
+def test_since_before_the_archive_extends_it_backwards() -> None:
+    plan = plan_sync(archived_days=[D], open_days=[], today=D, since=D - timedelta(days=1))
+    assert plan == [D - timedelta(days=1), D]
+
+
+def test_final_needs_nothing_open_and_the_refresh_window_past() -> None:
+    window = timedelta(days=2)
+    end = datetime(2026, 3, 3, tzinfo=UTC)
+    quiet = {"underway": 0, "pending_recordings": 0, "failed": 0}
+    assert not is_final(D, **quiet, now=end + window - timedelta(seconds=1), refresh_window=window)
+    assert is_final(D, **quiet, now=end + window, refresh_window=window)
+    for open_item in ("underway", "pending_recordings", "failed"):
+        items = {**quiet, open_item: 1}
+        assert not is_final(D, **items, now=end + timedelta(days=30), refresh_window=window)
+
+
+def test_manifest_round_trips() -> None:
+    manifest = PartitionManifest(
+        call_date=D,
+        run_id="r1",
+        written_at=datetime(2026, 3, 5, tzinfo=UTC),
+        final=False,
+        calls=3,
+        messages=40,
+        recordings_archived=2,
+        recording_bytes=1000,
+        calls_kept_from_archive=1,
+        calls_deleted_at_source=1,
+        schema_versions={"calls": 1, "messages": 1},
+        underway_call_ids=("a",),
+        pending_recording_call_ids=("b",),
+        failed_call_ids=(),
+        newest_call_created=datetime(2026, 3, 2, 23, 59, tzinfo=UTC),
+    )
+    assert PartitionManifest.from_json(manifest.to_json()) == manifest
+    assert manifest.open_items == 2
+
+
+def test_keys_name_their_day() -> None:
+    assert day_from_key(manifest_key(D)) == D
+    assert day_from_key(open_marker_key(D)) == D
+    assert day_from_key("_state/partitions/README") is None
+    assert day_from_key("_state/open/call_date=2026-13-40") is None
