@@ -148,6 +148,15 @@ def case_alternatives(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     return report
 
 
+def case_transcripts(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """Ours on the same account with recording turned off: the work dlt does (calls and messages,
+    about one request per call), for a like-for-like calls/s under the same 200 req/s server limit."""
+    with api_bound_sim(sizes.api_calls, recording_rate=0.0) as sim:
+        ours = run_ours(sim, s3_env, max_rps=MAX_RPS)
+    bound_s = ours["api_requests"] / MAX_RPS
+    return {**ours, "bound_s": round(bound_s, 2), "wall_over_bound": round(ours["wall_s"] / bound_s, 3)}
+
+
 def case_cpu(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     """No latency, no limit, no audio: what each costs in CPU per call."""
     report: dict[str, Any] = {}
@@ -194,6 +203,7 @@ def case_growth(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
 CASES: dict[str, Callable[[Sizes, dict[str, str]], dict[str, Any]]] = {
     "api": case_api,
     "alternatives": case_alternatives,
+    "transcripts": case_transcripts,
     "cpu": case_cpu,
     "memory": case_memory,
     "growth": case_growth,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from concurrency import race
 
 from etl.errors import LeaseLost, PreconditionFailed
 from etl.lease import Lease, LeaseInfo, Leases, keep_renewed, lease_key, renewing
@@ -79,24 +79,6 @@ class LostReplies:
             self.armed = False
             raise PreconditionFailed("retried put lost to its own first attempt")
         return etag
-
-
-def race(n: int, attempt: Callable[[int], object]) -> list[int]:
-    """Start `attempt(0..n-1)` in n threads at the same instant; the indices that got a result."""
-    start = threading.Barrier(n)
-    won: list[int] = []
-
-    def run(i: int) -> None:
-        start.wait()
-        if attempt(i) is not None:
-            won.append(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return won
 
 
 class LeaseContract:

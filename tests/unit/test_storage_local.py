@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from concurrency import race
 
 from etl.errors import PreconditionFailed, StorageError
 from etl.storage import LocalStorage, ObjectInfo, S3Storage, Storage, cleanup_stale_temp_files, open_storage
@@ -224,27 +223,6 @@ def test_cleanup_removes_only_stale_temp_files(storage: LocalStorage) -> None:
 LEASE = "_state/leases/day.json"
 
 
-def race(n: int, attempt: Callable[[int], object]) -> list[int]:
-    """Start `attempt(0..n-1)` in n threads at the same instant; the indices that did not raise."""
-    start = threading.Barrier(n)
-    won: list[int] = []
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            attempt(i)
-        except PreconditionFailed:
-            return
-        won.append(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return won
-
-
 class ConditionalWriteContract:
     """`put_bytes_if`/`delete_if` behaviour every backend must show; subclasses provide `storage`."""
 
@@ -309,7 +287,11 @@ class ConditionalWriteRaces(ConditionalWriteContract):
     def test_racing_creates_exactly_one_wins(self, storage: Storage) -> None:
         for round_ in range(5):
             key = f"_state/leases/create-{round_}.json"
-            won = race(6, lambda i, key=key: storage.put_bytes_if(key, f"{i}".encode(), if_none_match=True))
+            won = race(
+                6,
+                lambda i, key=key: storage.put_bytes_if(key, f"{i}".encode(), if_none_match=True),
+                lost=PreconditionFailed,
+            )
             assert len(won) == 1
             assert storage.get_bytes(key) == f"{won[0]}".encode()
 
@@ -318,7 +300,9 @@ class ConditionalWriteRaces(ConditionalWriteContract):
             key = f"_state/leases/swap-{round_}.json"
             etag = storage.put_bytes_if(key, b"old", if_none_match=True)
             won = race(
-                6, lambda i, key=key, etag=etag: storage.put_bytes_if(key, f"{i}".encode(), if_match=etag)
+                6,
+                lambda i, key=key, etag=etag: storage.put_bytes_if(key, f"{i}".encode(), if_match=etag),
+                lost=PreconditionFailed,
             )
             assert len(won) == 1
             assert storage.get_bytes(key) == f"{won[0]}".encode()

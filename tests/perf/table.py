@@ -1,0 +1,76 @@
+"""Render a benchmark report (tests/perf/bench.py's JSON) as the Markdown table in the README.
+
+.venv/bin/python tests/perf/table.py tests/perf/results/bench-<time>.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if api := report.get("api"):
+        out += [
+            ("API-bound: calls / API requests", f"{api['calls']:,} / {api['api_requests']:,}"),
+            (
+                "API-bound: wall time vs bound (requests / 190)",
+                f"{api['wall_s']:.1f} s vs {api['bound_s']:.1f} s = **{api['wall_over_bound']:.3f}x**",
+            ),
+            ("API-bound: achieved requests/s, 429s", f"{api['achieved_rps']}, {api['rate_limited_429']}"),
+            ("API-bound: CPU s, peak RSS", f"{api['cpu_s']:.1f} s, {api['peak_rss_mib']:.0f} MiB"),
+            (
+                "API-bound: audio archived",
+                f"{api['recordings']:,} recordings, {api['recording_bytes'] / 2**20:,.0f} MiB",
+            ),
+        ]  # fmt: skip
+    if alt := report.get("alternatives"):
+        for name in ("sequential", "dlt_default", "dlt_parallel", "ours"):
+            if name in alt:
+                result = alt[name]
+                extra = "" if name == "ours" else f" (ours: {alt['ours_vs'][name]}x)"
+                out.append((f"Same server, calls/s: {name}", f"{result['calls_per_s']}{extra}"))
+    if transcripts := report.get("transcripts"):
+        out.append(
+            ("Same server, calls/s: ours, recording off (dlt's work)", f"{transcripts['calls_per_s']}")
+        )
+    if cpu := report.get("cpu"):
+        for name in ("ours", "dlt_parallel"):
+            result = cpu[name]
+            out.append(
+                (
+                    f"CPU-bound, {name}: calls/s, CPU ms/call",
+                    f"{result['calls_per_s']}, {result['cpu_ms_per_call']}",
+                )
+            )
+        out.append(("CPU-bound: ours / dlt calls/s", f"**{cpu['ours_vs_dlt_calls_per_s']}x**"))
+    if memory := report.get("memory"):
+        for name, result in memory.items():
+            if isinstance(result, dict):
+                out.append(
+                    (
+                        f"Memory: peak RSS, {name.replace('_', ' ')}",
+                        f"{result['peak_rss_mib']:.0f} MiB ({result['wall_s']:.0f} s)",
+                    )
+                )
+    if growth := report.get("growth"):
+        series = ", ".join(
+            f"{p['calls']:,}: {p['wall_s']:.0f} s / {p['peak_rss_mib']:.0f} MiB" for p in growth["series"]
+        )
+        out.append(("Growth (calls: wall / peak RSS)", series))
+    return out
+
+
+def main() -> int:
+    report = json.loads(Path(sys.argv[1]).read_text())
+    print("| measure | result |\n| --- | --- |")
+    for name, value in rows(report):
+        print(f"| {name} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
