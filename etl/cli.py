@@ -29,6 +29,7 @@ from etl.config import Settings, load_destination, load_settings
 from etl.crashpoints import CrashingStorage, CrashPoint
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.logs import configure_logging
+from etl.parquet import release_memory_promptly
 from etl.pipeline import Archiver
 from etl.progress import progress_for
 from etl.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
@@ -222,6 +223,7 @@ def open_destination(settings: Settings) -> Storage:
 def _run(
     settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]], crash_at: str | None = None
 ) -> RunSummary:
+    release_memory_promptly()
     storage = open_destination(settings)
     if crash_at:
         storage = CrashingStorage(storage, CrashPoint.parse(crash_at))

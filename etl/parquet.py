@@ -23,7 +23,7 @@ COMPRESSION = "zstd"
 # Rows held as Python dicts before they become an Arrow batch.
 _CONVERT_ROWS = 1_000
 # A row group is written at `batch_rows` rows or this many bytes of Arrow data, whichever comes first.
-_ROW_GROUP_BYTES = 8 * 1024 * 1024
+_ROW_GROUP_BYTES = 4 * 1024 * 1024
 
 
 class ParquetSpool:
@@ -165,6 +165,13 @@ class ParquetSpool:
                 write_statistics=True,
             )
         self._writer.write_table(table, row_group_size=table.num_rows)
+
+
+def release_memory_promptly() -> None:
+    """Have Arrow allocate from the system allocator, which hands large freed blocks back at once.
+    Arrow's default (mimalloc) keeps freed pages for reuse, which across a long run shows up as
+    resident memory that grows with partition sizes although nothing holds it."""
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def partition_key(table_name: str, partition_value: date, file_name: str) -> str:

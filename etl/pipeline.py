@@ -51,7 +51,7 @@ from etl.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
-_DAYS_IN_FLIGHT = 3
+_DAYS_IN_FLIGHT = 2
 
 
 def days_between(since: date, until: date) -> list[date]:
