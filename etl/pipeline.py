@@ -14,6 +14,7 @@ manifest last (see `state`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -267,7 +268,7 @@ class _Run:
             now=manifest.written_at,
             refresh_window=timedelta(days=self.settings.refresh_days),
         )
-        manifest = PartitionManifest(**{**manifest.__dict__, "final": final})
+        manifest = dataclasses.replace(manifest, final=final)
         await asyncio.to_thread(
             self.storage.put_bytes, manifest_key(day), manifest.to_json(), content_type="application/json"
         )
