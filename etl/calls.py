@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,15 @@ log = logging.getLogger(__name__)
 
 # Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain.
 _SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class AdmittedCall:
+    """A listed call that passed validation, with its row as far as the API object decides it."""
+
+    call_id: str
+    call: Mapping[str, Any]
+    row: dict[str, Any]
 
 
 class CallArchiver:
@@ -45,7 +55,7 @@ class CallArchiver:
         self._call_slots = call_slots
         self._message_page_size = message_page_size
 
-    def admit(self, raw: object, partition: Partition) -> Mapping[str, Any] | None:
+    def admit(self, raw: object, partition: Partition) -> AdmittedCall | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
         day = partition.day
         try:
@@ -56,19 +66,20 @@ class CallArchiver:
                 raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
             if records.call_date_of(raw) != day:
                 raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
-            # Validate every column now, before spending requests on a call we could not store.
-            records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
+            # Build (and so validate) every column now, before spending requests on a call we could
+            # not store; archiving fills in only what it decides.
+            row = records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
         except BadRecord as exc:
             self._ledger.problem("bad_record", exc.reason, partition, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
             self._ledger.underway(call_id, partition)
             return None
-        return raw
+        return AdmittedCall(call_id, raw, row)
 
-    async def archive(self, call: Mapping[str, Any], partition: Partition) -> None:
+    async def archive(self, admitted: AdmittedCall, partition: Partition) -> None:
         """Archive one admitted call into `partition`; a failure costs this call only, with its reason."""
-        call_id = records.call_id_of(call)
+        call_id, call = admitted.call_id, admitted.call
         archived = partition.archived.get(call_id)
         try:
             message_rows: list[dict[str, Any]] | None = None
@@ -79,8 +90,8 @@ class CallArchiver:
                 message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
                 message_count = len(message_rows)
             outcome = await self._recording(call, call_id, partition, archived)
-            row = records.call_row(
-                call,
+            row = records.with_outcome(
+                admitted.row,
                 outcome,
                 archived.archived_at if archived else self._run_time,
                 message_count=message_count,

@@ -24,13 +24,12 @@ from typing import Any, TypeVar
 
 import click
 
-from etl.api import ApiClient, ClientOptions
 from etl.config import Settings, load_destination, load_settings
 from etl.crashpoints import CrashingStorage, CrashPoint
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.logs import configure_logging
 from etl.parquet import release_memory_promptly
-from etl.pipeline import Archiver
+from etl.pipeline import Archiver, run_archiver
 from etl.progress import progress_for
 from etl.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
 from etl.status import format_status, read_status
@@ -229,12 +228,8 @@ def _run(
         storage = CrashingStorage(storage, CrashPoint.parse(crash_at))
     progress = progress_for(sys.stderr)
 
-    async def run() -> RunSummary:
-        async with ApiClient(ClientOptions.from_settings(settings)) as client:
-            return await work(Archiver(settings, client=client, storage=storage, progress=progress))
-
     try:
-        return asyncio.run(run())
+        return asyncio.run(run_archiver(settings, storage, work, progress=progress))
     except ArchiverError as exc:
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)

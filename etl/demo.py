@@ -9,15 +9,13 @@ from pathlib import Path
 import click
 import pyarrow.dataset as ds
 
-from etl.api import ApiClient, ClientOptions
 from etl.config import Settings
 from etl.logs import configure_logging
-from etl.pipeline import Archiver
+from etl.pipeline import run_archiver
 from etl.report import exit_code, format_summary
 from etl.secrets import Secret
 from etl.simulator.process import running_simulator
 from etl.storage import open_storage
-from etl.summary import RunSummary
 
 QUERY_HINT = """\
 Query it:
@@ -46,21 +44,16 @@ def run_demo(*, calls: int, seed: int, dest: Path) -> int:
             recording_poll_initial_s=0.5,
         )
         click.echo(f"archiving {sim.since} .. {sim.until} from {sim.api_base_url} into {dest}")
+        since, until = date.fromisoformat(sim.since), date.fromisoformat(sim.until)
+        storage = open_storage(settings.dest)
         summary = asyncio.run(
-            _archive(settings, date.fromisoformat(sim.since), date.fromisoformat(sim.until))
+            run_archiver(settings, storage, lambda archiver: archiver.backfill(since, until))
         )
 
     click.echo(format_summary(summary, str(dest)))
     _show_archive(dest)
     click.echo(QUERY_HINT.format(dest=dest))
     return exit_code(summary)
-
-
-async def _archive(settings: Settings, since: date, until: date) -> RunSummary:
-    async with ApiClient(ClientOptions.from_settings(settings)) as client:
-        return await Archiver(settings, client=client, storage=open_storage(settings.dest)).backfill(
-            since, until
-        )
 
 
 def _show_archive(dest: Path) -> None:

@@ -21,13 +21,13 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from etl import records
-from etl.api import ApiClient
+from etl.api import ApiClient, ClientOptions
 from etl.calls import CallArchiver
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
@@ -132,6 +132,18 @@ class Archiver:
             )
         except StorageError as exc:
             log.error("could not write the run record", extra={"error": str(exc)})
+
+
+async def run_archiver(
+    settings: Settings,
+    storage: Storage,
+    work: Callable[[Archiver], Awaitable[RunSummary]],
+    *,
+    progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Open the API client for `settings`, hand an Archiver to `work` (a backfill or a sync), close."""
+    async with ApiClient(ClientOptions.from_settings(settings)) as client:
+        return await work(Archiver(settings, client=client, storage=storage, progress=progress))
 
 
 class _Run:

@@ -200,9 +200,7 @@ def call_row(
     `archived_at` is when the call was first archived; `last_seen_at` (default: `archived_at`) when
     the source last listed it.
     """
-    if archived_at.tzinfo is None or (last_seen_at is not None and last_seen_at.tzinfo is None):
-        # A programming error, not a bad record: the caller's clock must be aware.
-        raise ValueError("archived_at must be timezone-aware")
+    _check_aware(archived_at, last_seen_at)
     try:
         row = {
             "call_id": call_id_of(call),
@@ -210,14 +208,46 @@ def call_row(
             **_call_fields(call),
             **_recording_fields(recording),
             "raw_json": _raw_json(call),
-            "archived_at": archived_at.astimezone(UTC),
-            "message_count": message_count,
-            "last_seen_at": (last_seen_at or archived_at).astimezone(UTC),
+            **_archive_fields(archived_at, message_count, last_seen_at),
             "source_deleted_at": None,
         }
     except BadRecord as exc:
         raise BadRecord(exc.reason, record=call) from exc
     return row
+
+
+def with_outcome(
+    row: Mapping[str, Any],
+    recording: RecordingOutcome,
+    archived_at: datetime,
+    *,
+    message_count: int | None = None,
+    last_seen_at: datetime | None = None,
+) -> dict[str, Any]:
+    """`row` (from call_row) with what archiving decided: the recording's outcome, when the call
+    was first archived and last seen, and its message count. The API's fields are not parsed again."""
+    _check_aware(archived_at, last_seen_at)
+    return {
+        **row,
+        **_recording_fields(recording),
+        **_archive_fields(archived_at, message_count, last_seen_at),
+    }
+
+
+def _check_aware(archived_at: datetime, last_seen_at: datetime | None) -> None:
+    if archived_at.tzinfo is None or (last_seen_at is not None and last_seen_at.tzinfo is None):
+        # A programming error, not a bad record: the caller's clock must be aware.
+        raise ValueError("archived_at must be timezone-aware")
+
+
+def _archive_fields(
+    archived_at: datetime, message_count: int | None, last_seen_at: datetime | None
+) -> dict[str, Any]:
+    return {
+        "archived_at": archived_at.astimezone(UTC),
+        "message_count": message_count,
+        "last_seen_at": (last_seen_at or archived_at).astimezone(UTC),
+    }
 
 
 def _call_fields(call: Mapping[str, Any]) -> dict[str, Any]:

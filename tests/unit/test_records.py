@@ -21,6 +21,7 @@ from etl.records import (
     normalise_role,
     parse_duration_s,
     parse_timestamp,
+    with_outcome,
 )
 from etl.schema import load_table_schema
 
@@ -546,3 +547,11 @@ def test_last_seen_and_message_count() -> None:
     row = call_row(CALL, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
     assert (row["archived_at"], row["last_seen_at"], row["message_count"]) == (ARCHIVED_AT, seen, 7)
     assert row["source_deleted_at"] is None
+
+
+def test_with_outcome_fills_in_what_archiving_decided() -> None:
+    admitted = call_row(CALL, NOT_ENABLED, ARCHIVED_AT)
+    seen = datetime(2026, 4, 1, tzinfo=UTC)
+    row = with_outcome(admitted, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
+    assert row == call_row(CALL, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
+    assert list(row) == load_table_schema("calls").arrow_schema.names
