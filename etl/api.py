@@ -10,6 +10,7 @@ resets are; other 4xx are not.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import itertools
 import json
 import logging
@@ -19,13 +20,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from etl.config import Settings
 from etl.errors import AuthError, FatalError, RetriableError
+from etl.netio import lean_transport
 from etl.pagination import Paginator, origin_of
 from etl.secrets import Secret
 
@@ -38,7 +40,7 @@ _NOT_ENABLED_STATUSES = frozenset({400, 404, 409, 412, 422})
 USER_AGENT = "ultravox-archiver/0.1"
 RETRY_AFTER_CAP_S = 120.0
 STREAM_CHUNK_BYTES = 256 * 1024
-_CONNECTIONS_PER_SHARD = 8
+_CONNECTIONS_PER_SHARD = 2
 
 
 class RateLimiter:
@@ -178,9 +180,12 @@ class ApiClient:
         self.retries = 0
         self.throttled = 0
         timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
-        # Several small pools instead of one big one: httpcore scans a pool's every connection for
-        # each request, so at 32 connections the scans cost more CPU than the requests themselves.
+        # Many tiny pools instead of one big one: httpcore scans its pool once per connection for
+        # each connection on every request (quadratic), so at 32 connections the scans cost more
+        # CPU than the requests themselves. Two per pool keeps a slow answer from holding up the
+        # next request sent to that pool.
         shards = max(1, math.ceil(options.max_connections / _CONNECTIONS_PER_SHARD))
+        api_limits = _pool(math.ceil(options.max_connections / shards))
         self._api_pools = [
             httpx.AsyncClient(
                 headers={
@@ -189,9 +194,10 @@ class ApiClient:
                     "Accept": "application/json",
                 },
                 timeout=timeout,
-                limits=_pool(math.ceil(options.max_connections / shards)),
+                cookies=_NoCookies(),
+                limits=api_limits,
                 follow_redirects=False,
-                transport=transport,
+                transport=transport or lean_transport(api_limits),
             )
             for _ in range(shards)
         ]
@@ -203,7 +209,7 @@ class ApiClient:
             timeout=timeout,
             limits=_pool(options.storage_connections),
             follow_redirects=True,
-            transport=storage_transport,
+            transport=storage_transport or lean_transport(_pool(options.storage_connections)),
         )
 
     async def __aenter__(self) -> ApiClient:
@@ -227,8 +233,13 @@ class ApiClient:
     # -- JSON endpoints -------------------------------------------------------------------------------
 
     async def get_json(self, url: str, params: Mapping[str, str | int] | None = None) -> Any:
+        # One query string now, not a params merge by httpx on every attempt (it re-validates the
+        # whole URL character by character each time).
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
         async def attempt() -> Any:
-            response = await self._send_api(url, params)
+            response = await self._send_api(url)
             self._raise_for_status(response)
             if response.status_code != 200:
                 raise FatalError(
@@ -329,11 +340,11 @@ class ApiClient:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    async def _send_api(self, url: str, params: Mapping[str, str | int] | None) -> httpx.Response:
+    async def _send_api(self, url: str) -> httpx.Response:
         await self.limiter.acquire()
         try:
             # JSON pages are small: read whole, unlike recordings.
-            return await next(self._next_pool).get(url, params=params)
+            return await next(self._next_pool).get(url)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, url) from None
 
@@ -391,6 +402,17 @@ class ApiClient:
                 "wait_s": round(state.upcoming_sleep, 3),
             },
         )
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """The API is keyed by header, not by cookies: keep none, and skip httpx's per-response
+    Set-Cookie bookkeeping (a measurable share of the CPU per request)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
 
 
 def _pool(size: int) -> httpx.Limits:
