@@ -56,12 +56,12 @@ def proxy_configured() -> bool:
     return any(scheme in proxies for scheme in ("http", "https", "all"))
 
 
-def lean_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+def lean_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.AsyncBaseTransport | None:
     """A `LeanTransport`, or None (httpx's default) when a proxy is configured in the environment:
     httpx applies environment proxies only to clients without a transport of their own."""
     if proxy_configured():
         return None
-    return LeanTransport(limits)
+    return LeanTransport(limits, ssl_context=ssl_context)
 
 
 class LeanTransport(httpx.AsyncBaseTransport):

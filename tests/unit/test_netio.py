@@ -219,8 +219,9 @@ def test_a_proxy_in_the_environment_leaves_the_transport_to_httpx(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     limits = httpx.Limits(max_connections=2)
+    tls = ssl.create_default_context()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    assert isinstance(lean_transport(limits), LeanTransport)
+    assert isinstance(lean_transport(limits, tls), LeanTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    assert lean_transport(limits) is None
+    assert lean_transport(limits, tls) is None
