@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
@@ -273,3 +274,131 @@ def test_hive_layout_reads_back_with_call_date(tmp_path: Path) -> None:
         ("11", "2026-03-02"),
     ]
     assert dataset.schema.field("created").type == pa.timestamp("us", tz="UTC")
+
+
+# --- row checks and conversion: the spool's per-row path -------------------------------------------
+
+
+def _message_rows(count: int) -> list[dict[str, Any]]:
+    messages = [
+        {
+            "role": "MESSAGE_ROLE_USER" if n % 2 else "MESSAGE_ROLE_AGENT",
+            "text": f"message {n} à Zürich 🌧" if n % 5 else None,
+            "medium": "MESSAGE_MEDIUM_VOICE",
+            "callStageMessageIndex": n,
+            "timespan": {"start": f"{n}.5s", "end": f"{n + 1}s"},
+            **({"toolName": "lookup", "invocationId": f"inv-{n}"} if n % 7 == 0 else {}),
+        }
+        for n in range(count)
+    ]
+    return message_rows("call-1", messages)
+
+
+def _spooled(table: Any, rows: list[Any], directory: Path, **options: Any) -> pa.Table:
+    spool = ParquetSpool(table, directory, **options)
+    spool.add_many(rows)
+    path = spool.close()
+    assert path is not None
+    return pq.read_table(path)
+
+
+def _expected(table: Any, rows: list[dict[str, Any]]) -> pa.Table:
+    """What the spool wrote before it had fast paths: pyarrow's own conversion of the rows."""
+    converted = [
+        {key: list(value.items()) if isinstance(value, dict) else value for key, value in row.items()}
+        for row in rows
+    ]
+    return pa.Table.from_pylist(converted, schema=table.arrow_schema)
+
+
+@pytest.mark.parametrize(("count", "batch_rows"), [(1, 100_000), (2_500, 100_000), (2_500, 700)])
+def test_message_file_holds_exactly_the_rows(tmp_path: Path, count: int, batch_rows: int) -> None:
+    rows = _message_rows(count)
+
+    table = _spooled(MESSAGES, rows, tmp_path, batch_rows=batch_rows)
+
+    assert table.equals(_expected(MESSAGES, rows))
+    assert table.to_pylist() == rows
+
+
+def test_call_file_holds_exactly_the_rows(tmp_path: Path) -> None:
+    rows = _call_rows(1_200)
+
+    table = _spooled(CALLS, rows, tmp_path)
+
+    assert table.equals(_expected(CALLS, rows))
+
+
+def test_key_order_and_absent_nullable_columns_do_not_matter(tmp_path: Path) -> None:
+    rows = _message_rows(30)
+    reordered = [dict(reversed(row.items())) for row in rows[:10]]
+    sparse = [{key: value for key, value in row.items() if value is not None} for row in rows[10:20]]
+    mixed = reordered + sparse + rows[20:]
+
+    table = _spooled(MESSAGES, mixed, tmp_path)
+
+    assert table.equals(_expected(MESSAGES, rows))
+
+
+def test_any_mapping_is_a_row(tmp_path: Path) -> None:
+    rows = _message_rows(3)
+
+    table = _spooled(MESSAGES, [MappingProxyType(row) for row in rows], tmp_path)
+
+    assert table.equals(_expected(MESSAGES, rows))
+
+
+def test_add_leaves_the_row_as_it_was(tmp_path: Path) -> None:
+    row = _call_rows(1)[0]
+    before = dict(row)
+    spool = ParquetSpool(CALLS, tmp_path)
+
+    spool.add(row)
+
+    assert row == before
+    assert isinstance(row["metadata"], dict)
+    spool.abort()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"call_date": date(2026, 3, 2)}, r"^messages: columns not in the contract: \['call_date'\]$"),
+        # A key set of the right size with one name wrong.
+        ({"callId": "x", "call_id": ...}, r"^messages: columns not in the contract: \['callId'\]$"),
+        ({"role": None}, r"^messages: required columns are null: \['role'\]$"),
+        (
+            {"raw_json": None, "call_id": None},
+            r"^messages: required columns are null: \['call_id', 'raw_json'\]$",
+        ),
+        ({"message_index": ...}, r"^messages: required columns are null: \['message_index'\]$"),
+        # Unknown columns are reported before null ones.
+        ({"extra": 1, "role": None}, r"^messages: columns not in the contract: \['extra'\]$"),
+        ({"zeta": 1, "alpha": 2}, r"^messages: columns not in the contract: \['alpha', 'zeta'\]$"),
+    ],
+)
+def test_bad_rows_are_refused_and_not_counted(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    row = _message_rows(1)[0]
+    for key, value in change.items():
+        if value is ...:
+            del row[key]
+        else:
+            row[key] = value
+    spool = ParquetSpool(MESSAGES, tmp_path)
+    spool.add(_message_rows(1)[0])
+
+    with pytest.raises(ValueError, match=message):
+        spool.add(row)
+
+    assert spool.rows_written == 1
+    path = spool.close()
+    assert path is not None
+    assert pq.read_table(path).equals(_expected(MESSAGES, _message_rows(1)))
+
+
+def test_a_required_zero_or_empty_string_is_not_null(tmp_path: Path) -> None:
+    row = {**_message_rows(1)[0], "call_id": "", "raw_json": "", "message_index": 0}
+
+    table = _spooled(MESSAGES, [row], tmp_path)
+
+    assert table.to_pylist() == [row]
