@@ -29,6 +29,7 @@ sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
 
 import boto3  # noqa: E402
 from alternatives import measure, run_dlt, run_sequential  # noqa: E402
+from http2_case import run_http2_case  # noqa: E402
 from s3server import start_moto_server  # noqa: E402
 
 from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
@@ -46,6 +47,7 @@ class Sizes:
     memory_calls: int = 50_000
     huge_recording: int = 2 * 1024**3
     growth: tuple[int, ...] = (1_000, 5_000, 20_000)
+    quick: bool = False
 
 
 QUICK = Sizes(
@@ -55,6 +57,7 @@ QUICK = Sizes(
     memory_calls=2_000,
     huge_recording=64 * 1024**2,
     growth=(200, 500),
+    quick=True,
 )
 
 
@@ -200,6 +203,11 @@ def case_growth(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     return {"series": series}
 
 
+def case_http2(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """HTTP/1.1 (httpx's default transport, and ours) against HTTP/2 for the archiver's requests."""
+    return run_http2_case(quick=sizes.quick)
+
+
 CASES: dict[str, Callable[[Sizes, dict[str, str]], dict[str, Any]]] = {
     "api": case_api,
     "alternatives": case_alternatives,
@@ -207,6 +215,7 @@ CASES: dict[str, Callable[[Sizes, dict[str, str]], dict[str, Any]]] = {
     "cpu": case_cpu,
     "memory": case_memory,
     "growth": case_growth,
+    "http2": case_http2,
 }
 
 

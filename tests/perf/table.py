@@ -61,6 +61,15 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"{p['calls']:,}: {p['wall_s']:.0f} s / {p['peak_rss_mib']:.0f} MiB" for p in growth["series"]
         )
         out.append(("Growth (calls: wall / peak RSS)", series))
+    if http2 := report.get("http2"):
+        for scenario, label in (("latency", "at 190 req/s, 50 ms"), ("cpu", "no latency, no limit")):
+            result = http2[scenario]
+            figures = ", ".join(
+                f"{name} {run['req_per_s']:.0f} at {run['client_cpu_ms_per_req']:.2f}"
+                for name in ("h1", "h1-lean", "h2", "h2c")
+                if (run := result.get(name))
+            )
+            out.append((f"HTTP/2 vs HTTP/1.1, {label}: req/s at CPU ms/req", figures))
     return out
 
 
