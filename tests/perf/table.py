@@ -1,6 +1,9 @@
 """Render a benchmark report (tests/perf/bench.py's JSON) as the Markdown table in the README.
 
-.venv/bin/python tests/perf/table.py tests/perf/results/bench-<time>.json
+.venv/bin/python tests/perf/table.py tests/perf/results/bench-<time>.json [more reports ...]
+
+With several reports (say, a full run and a later run of one case), a case in a later report
+replaces the same case from an earlier one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if transcripts := report.get("transcripts"):
         out.append(
             ("Same server, calls/s: ours, recording off (dlt's work)", f"{transcripts['calls_per_s']}")
+        )
+    if slow := report.get("slow_api"):
+        out.append(
+            (
+                f"At {slow['latency_ms']:.0f} ms per API response, calls/s: sequential, ours",
+                f"{slow['sequential']['calls_per_s']}, {slow['ours']['calls_per_s']} "
+                f"(ours: **{slow['ours_vs_sequential']}x**)",
+            )
         )
     if cpu := report.get("cpu"):
         for name in ("ours", "dlt_parallel"):
@@ -74,7 +85,9 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    report = json.loads(Path(sys.argv[1]).read_text())
+    report: dict[str, Any] = {}
+    for path in sys.argv[1:]:
+        report.update(json.loads(Path(path).read_text()))
     print("| measure | result |\n| --- | --- |")
     for name, value in rows(report):
         print(f"| {name} | {value} |")
