@@ -186,6 +186,7 @@ class _Run:
             run_time=started,
             call_slots=self.call_slots,
             message_page_size=settings.message_page_size,
+            recording_give_up=timedelta(days=settings.recording_give_up_days),
         )
 
     async def archive_days(self, days: list[date]) -> None:
