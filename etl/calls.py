@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from etl import records
@@ -46,6 +46,7 @@ class CallArchiver:
         run_time: datetime,
         call_slots: asyncio.Semaphore,
         message_page_size: int,
+        recording_give_up: timedelta,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -54,6 +55,7 @@ class CallArchiver:
         self._run_time = run_time
         self._call_slots = call_slots
         self._message_page_size = message_page_size
+        self._recording_give_up = recording_give_up
 
     def admit(self, raw: object, partition: Partition) -> AdmittedCall | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
@@ -128,7 +130,9 @@ class CallArchiver:
                 # Archived before with this size and checksum: the audio never changes once ready.
                 self._ledger.recording_reused()
                 return archived.recording
-        return await self._fetcher.fetch(call_id, partition.day, slot=self._call_slots)
+        outcome = await self._fetcher.fetch(call_id, partition.day, slot=self._call_slots)
+        first_pending = archived.archived_at if archived is not None else None
+        return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
 
     async def _fetch_messages(self, call_id: str) -> list[Any]:
         messages: list[Any] = []
@@ -138,6 +142,33 @@ class CallArchiver:
         ):
             messages.extend(page)
         return messages
+
+
+def give_up_if_overdue(
+    outcome: RecordingOutcome, first_pending: datetime | None, now: datetime, give_up_after: timedelta
+) -> RecordingOutcome:
+    """A recording still pending `give_up_after` since the archive first found it pending becomes
+    `unavailable`, so it stops keeping its day open (and every sync polling it).
+
+    `first_pending` is the call's archived_at: a call is first archived once it has ended, and an
+    archived recording is never asked for again, so a recording pending now has been pending (or
+    failing) since then. None: first seen by this run.
+    """
+    if outcome.status is not RecordingStatus.PENDING or first_pending is None:
+        return outcome
+    waited = now - first_pending
+    if waited < give_up_after:
+        return outcome
+    return RecordingOutcome(
+        RecordingStatus.UNAVAILABLE,
+        detail=f"still not ready (HTTP 425) {_days(waited)} after it was first found pending; "
+        "the day is no longer kept open for it (a backfill of the day asks again)",
+    )
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:.1f} days" if days >= 0.1 else f"{span.total_seconds():.0f} s"
 
 
 def _id_or_none(raw: object) -> str | None:

@@ -67,6 +67,13 @@ def settings_options(func: F) -> F:
             "pending [default 120].",
         ),
         click.option(
+            "--recording-give-up-days",
+            "recording_give_up_days",
+            type=float,
+            help="Days after a recording was first found pending to stop keeping its day open for it; "
+            "it is then archived as unavailable [default 7].",
+        ),
+        click.option(
             "--config",
             "config_file",
             type=click.Path(dir_okay=False, path_type=Path),

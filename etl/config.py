@@ -30,6 +30,7 @@ ENV_VARS: Mapping[str, str] = {
     "concurrency": "ARCHIVER_CONCURRENCY",
     "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
     "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
+    "recording_give_up_days": "ARCHIVER_RECORDING_GIVE_UP_DAYS",
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "since": "ARCHIVER_SINCE",
@@ -56,6 +57,9 @@ class Settings:
     retry_max_s: float = 30.0
     # How long one run keeps polling recordings that answer 425 before reporting them pending.
     recording_wait_s: float = 120.0
+    # A recording still not ready this long after the archive first found it pending is given up
+    # on (`unavailable`), so one that never finishes processing does not keep its day open for ever.
+    recording_give_up_days: float = 7.0
     recording_poll_initial_s: float = 0.5
     recording_poll_max_s: float = 15.0
     # How often a fresh signed URL is requested after the storage host refused an expired one.
@@ -97,6 +101,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
     if settings.recording_wait_s < 0:
         raise ConfigError("--recording-wait must not be negative")
+    if settings.recording_give_up_days < 0:
+        raise ConfigError("--recording-give-up-days must not be negative")
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
@@ -200,6 +206,7 @@ _NUMBER_FIELDS_FLOAT = {
     "retry_initial_s",
     "retry_max_s",
     "recording_wait_s",
+    "recording_give_up_days",
     "recording_poll_initial_s",
     "recording_poll_max_s",
     "refresh_days",

@@ -70,6 +70,11 @@ class Ledger:
         elif outcome.status is RecordingStatus.PENDING:
             summary.recordings_pending += 1
             summary.pending_recording_call_ids.append(call_id)
+        elif outcome.status is RecordingStatus.UNAVAILABLE:
+            # Archived as such, not a failure of this run: the source never finished it.
+            summary.recordings_unavailable += 1
+            summary.unavailable_recording_call_ids.append(call_id)
+            log.warning("recording given up on", extra={"call_id": call_id, "reason": outcome.detail})
         else:
             summary.recordings_failed += 1
             self.problem("recording_failed", f"call {call_id}: {outcome.detail}", partition, call_id=call_id)

@@ -11,6 +11,9 @@ class RecordingStatus(StrEnum):
     NOT_ENABLED = "not_enabled"
     PENDING = "pending"
     FAILED = "failed"
+    # Still not ready (425) `recording_give_up_days` after the archive first found it pending: the
+    # partition no longer stays open for it. A later visit of the day (backfill) asks again.
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)

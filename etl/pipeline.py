@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -59,6 +59,18 @@ def days_between(since: date, until: date) -> list[date]:
     return [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
 
 
+@dataclass(frozen=True)
+class RunParts:
+    """What every run of an Archiver works with, handed from the Archiver to each run."""
+
+    settings: Settings
+    client: ApiClient
+    storage: Storage
+    clock: Callable[[], float]
+    now: Callable[[], datetime]
+    progress: Callable[[RunSummary], None] | None
+
+
 class Archiver:
     def __init__(
         self,
@@ -70,12 +82,7 @@ class Archiver:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[RunSummary], None] | None = None,
     ) -> None:
-        self._settings = settings
-        self._client = client
-        self._storage = storage
-        self._clock = clock
-        self._now = now
-        self._progress = progress
+        self._parts = RunParts(settings, client, storage, clock, now, progress)
 
     async def backfill(self, since: date, until: date) -> RunSummary:
         return await self._run("backfill", lambda: days_between(since, until))
@@ -85,18 +92,21 @@ class Archiver:
         return await self._run("sync", lambda: self._plan_sync(since))
 
     def _plan_sync(self, since: date | None) -> list[date]:
-        archived = {d for d in map(day_from_key, self._storage.list_keys(MANIFEST_PREFIX)) if d}
-        open_days = {d for d in map(day_from_key, self._storage.list_keys(OPEN_PREFIX)) if d}
-        return plan_sync(archived_days=archived, open_days=open_days, today=self._now().date(), since=since)
+        storage = self._parts.storage
+        archived = {d for d in map(day_from_key, storage.list_keys(MANIFEST_PREFIX)) if d}
+        open_days = {d for d in map(day_from_key, storage.list_keys(OPEN_PREFIX)) if d}
+        today = self._parts.now().date()
+        return plan_sync(archived_days=archived, open_days=open_days, today=today, since=since)
 
     async def _run(self, command: str, plan: Callable[[], list[date]]) -> RunSummary:
-        started = self._now()
+        started = self._parts.now()
         run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         summary = RunSummary(
             run_id=run_id, command=command, since="", until="", started_at=started.isoformat()
         )
-        with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=self._settings.spool_dir) as spool:
-            run = _Run(self, summary, Path(spool), started)
+        spool_parent = self._parts.settings.spool_dir
+        with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=spool_parent) as spool:
+            run = _Run(self._parts, summary, Path(spool), started)
             try:
                 # Planning reads the state; it also fails fast on a missing bucket or permissions.
                 days = await asyncio.to_thread(plan)
@@ -108,10 +118,10 @@ class Archiver:
                 # A rejected key or an unusable destination: nothing else in the run could succeed.
                 summary.fatal_error = str(_first_leaf(group))
                 log.error("run stopped", extra={"error": summary.fatal_error})
-        summary.api_requests = self._client.api_requests
-        summary.rate_limited = self._client.throttled
-        summary.retries = self._client.retries
-        summary.finished_at = self._now().isoformat()
+        summary.api_requests = self._parts.client.api_requests
+        summary.rate_limited = self._parts.client.throttled
+        summary.retries = self._parts.client.retries
+        summary.finished_at = self._parts.now().isoformat()
         await asyncio.to_thread(self._write_run_records, summary)
         return summary
 
@@ -122,10 +132,10 @@ class Archiver:
                     json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
                     for problem in summary.problems
                 )
-                self._storage.put_bytes(
+                self._parts.storage.put_bytes(
                     f"_quarantine/{summary.run_id}.jsonl", lines.encode(), content_type="application/x-ndjson"
                 )
-            self._storage.put_bytes(
+            self._parts.storage.put_bytes(
                 f"_runs/{summary.run_id}.json",
                 json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode(),
                 content_type="application/json",
@@ -149,21 +159,21 @@ async def run_archiver(
 class _Run:
     """The state of one run: shared slots, the fetcher, the summary it fills in."""
 
-    def __init__(self, archiver: Archiver, summary: RunSummary, spool_dir: Path, started: datetime) -> None:
-        settings = archiver._settings
+    def __init__(self, parts: RunParts, summary: RunSummary, spool_dir: Path, started: datetime) -> None:
+        settings = parts.settings
         self.settings = settings
-        self.client = archiver._client
-        self.storage = archiver._storage
-        self.now = archiver._now
+        self.client = parts.client
+        self.storage = parts.storage
+        self.now = parts.now
         self.summary = summary
-        self.ledger = Ledger(summary, archiver._progress)
+        self.ledger = Ledger(summary, parts.progress)
         self.spool_dir = spool_dir
         self.call_slots = asyncio.Semaphore(settings.concurrency)
         self.leases = Leases(
             self.storage,
             owner=f"{summary.run_id}@{socket.gethostname()}",
             ttl_s=settings.lease_ttl_s,
-            clock=archiver._now,
+            clock=parts.now,
         )
         fetcher = RecordingFetcher(
             self.client,
@@ -176,7 +186,7 @@ class _Run:
             ),
             spool_dir=spool_dir,
             download_slots=asyncio.Semaphore(settings.download_concurrency),
-            clock=archiver._clock,
+            clock=parts.clock,
         )
         self.calls = CallArchiver(
             client=self.client,
@@ -186,6 +196,7 @@ class _Run:
             run_time=started,
             call_slots=self.call_slots,
             message_page_size=settings.message_page_size,
+            recording_give_up=timedelta(days=settings.recording_give_up_days),
         )
 
     async def archive_days(self, days: list[date]) -> None:

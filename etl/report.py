@@ -33,6 +33,8 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         f"  recordings off      {summary.recordings_not_enabled}",
         f"  pending             {summary.calls_underway} calls underway, "
         f"{summary.recordings_pending} recordings not ready",
+        f"  given up            {summary.recordings_unavailable} recordings never became ready "
+        "(archived as unavailable)",
         f"  failed              {summary.calls_failed} calls, {summary.recordings_failed} recordings, "
         f"{summary.records_quarantined} records quarantined",
         f"  kept from archive   {summary.calls_kept_from_archive} calls the source no longer listed "

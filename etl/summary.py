@@ -34,6 +34,7 @@ class RunSummary:
     recordings_not_enabled: int = 0
     recordings_pending: int = 0
     recordings_failed: int = 0
+    recordings_unavailable: int = 0
     calls_underway: int = 0
     calls_failed: int = 0
     records_quarantined: int = 0
@@ -49,6 +50,7 @@ class RunSummary:
     partitions_locked: list[str] = field(default_factory=list)
     underway_call_ids: list[str] = field(default_factory=list)
     pending_recording_call_ids: list[str] = field(default_factory=list)
+    unavailable_recording_call_ids: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     @property

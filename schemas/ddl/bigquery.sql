@@ -28,7 +28,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `YOUR_PROJECT.YOUR_DATASET.calls` (
   `agent_id` STRING OPTIONS (description = 'Id of the agent the call was created from, if any.'),
   `medium` STRING OPTIONS (description = 'Call medium: the key of the API medium object, e.g. webRtc, twilio, sip; null if not set.'),
   `error_count` INT64 OPTIONS (description = 'Number of errors during the call, if the API reports it.'),
-  `recording_status` STRING OPTIONS (description = 'archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run) or failed (see recording_detail).'),
+  `recording_status` STRING OPTIONS (description = 'archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run), unavailable (still not ready recording_give_up_days, default 7, after it was first found pending; no longer retried by sync, see recording_detail) or failed (see recording_detail).'),
   `recording_uri` STRING OPTIONS (description = 'Full URI of the archived audio (s3://... or file://...); set only when recording_status is archived.'),
   `recording_bytes` INT64 OPTIONS (description = 'Size in bytes of the archived audio.'),
   `recording_sha256` STRING OPTIONS (description = 'Lower-case hex SHA-256 of the archived audio.'),

@@ -31,7 +31,7 @@ SELECT
   "agent_id",  -- Id of the agent the call was created from, if any.
   "medium",  -- Call medium: the key of the API medium object, e.g. webRtc, twilio, sip; null if not set.
   "error_count",  -- Number of errors during the call, if the API reports it.
-  "recording_status",  -- archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run) or failed (see recording_detail).
+  "recording_status",  -- archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run), unavailable (still not ready recording_give_up_days, default 7, after it was first found pending; no longer retried by sync, see recording_detail) or failed (see recording_detail).
   "recording_uri",  -- Full URI of the archived audio (s3://... or file://...); set only when recording_status is archived.
   "recording_bytes",  -- Size in bytes of the archived audio.
   "recording_sha256",  -- Lower-case hex SHA-256 of the archived audio.

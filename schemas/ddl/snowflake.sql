@@ -29,7 +29,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS calls (
   agent_id VARCHAR AS (VALUE:agent_id::VARCHAR),  -- Id of the agent the call was created from, if any.
   medium VARCHAR AS (VALUE:medium::VARCHAR),  -- Call medium: the key of the API medium object, e.g. webRtc, twilio, sip; null if not set.
   error_count INTEGER AS (VALUE:error_count::INTEGER),  -- Number of errors during the call, if the API reports it.
-  recording_status VARCHAR AS (VALUE:recording_status::VARCHAR),  -- archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run) or failed (see recording_detail).
+  recording_status VARCHAR AS (VALUE:recording_status::VARCHAR),  -- archived (audio stored at recording_uri), not_enabled (the call has no recording), pending (not ready yet; retried on a later run), unavailable (still not ready recording_give_up_days, default 7, after it was first found pending; no longer retried by sync, see recording_detail) or failed (see recording_detail).
   recording_uri VARCHAR AS (VALUE:recording_uri::VARCHAR),  -- Full URI of the archived audio (s3://... or file://...); set only when recording_status is archived.
   recording_bytes INTEGER AS (VALUE:recording_bytes::INTEGER),  -- Size in bytes of the archived audio.
   recording_sha256 VARCHAR AS (VALUE:recording_sha256::VARCHAR),  -- Lower-case hex SHA-256 of the archived audio.

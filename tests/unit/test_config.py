@@ -76,3 +76,12 @@ def test_unknown_setting_in_file(tmp_path: Path) -> None:
     config.write_text("colour = 'blue'\n")
     with pytest.raises(ConfigError, match="colour"):
         load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
+
+
+def test_recording_give_up_days_from_env_and_flag() -> None:
+    env = {"ULTRAVOX_API_KEY": KEY, "ARCHIVER_RECORDING_GIVE_UP_DAYS": "3.5"}
+    assert load_settings({}, {"ULTRAVOX_API_KEY": KEY}).recording_give_up_days == 7.0
+    assert load_settings({}, env).recording_give_up_days == 3.5
+    assert load_settings({"recording_give_up_days": 0.0}, env).recording_give_up_days == 0.0
+    with pytest.raises(ConfigError, match="recording-give-up-days"):
+        load_settings({"recording_give_up_days": -1.0}, env)
