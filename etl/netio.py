@@ -281,8 +281,13 @@ class _StreamProtocol(asyncio.Protocol):
                 await self._reader
             finally:
                 self._reader = None
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
+        if len(self._buffer) <= max_bytes:
+            # The usual case: everything that has arrived fits, and nothing is shifted down.
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            data = bytes(self._buffer[:max_bytes])
+            del self._buffer[:max_bytes]
         if self._paused_reading and len(self._buffer) <= _HIGH_WATER // 4:
             self._paused_reading = False
             assert self._transport is not None
