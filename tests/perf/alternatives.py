@@ -38,21 +38,26 @@ class AlternativeFailed(RuntimeError):
     """The measured client exited non-zero, timed out, or printed no JSON summary."""
 
 
-def ensure_dlt_venv() -> Path:
-    """Create (or reuse, if built from the same requirements) tests/perf/.venv-dlt; return its python."""
-    python = DLT_VENV / "bin" / "python"
-    wanted = hashlib.sha256(DLT_REQUIREMENTS.read_bytes()).hexdigest()
-    stamp = DLT_VENV / _STAMP
+def ensure_venv(venv: Path, requirements: Path) -> Path:
+    """Create (or reuse, if built from the same requirements) `venv`; return its python."""
+    python = venv / "bin" / "python"
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamp = venv / _STAMP
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(DLT_VENV)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     # As Python 3.13's venv does by itself: git, and so ruff and pytest, never look inside.
-    (DLT_VENV / ".gitignore").write_text("*\n")
+    (venv / ".gitignore").write_text("*\n")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(DLT_REQUIREMENTS)], check=True)
+    subprocess.run([*pip, "-r", str(requirements)], check=True)
     # Written last: an install that died half-way is redone on the next call.
     stamp.write_text(wanted + "\n")
     return python
+
+
+def ensure_dlt_venv() -> Path:
+    """tests/perf/.venv-dlt, from requirements-dlt.txt; return its python."""
+    return ensure_venv(DLT_VENV, DLT_REQUIREMENTS)
 
 
 def measure(cmd: list[str], env: dict[str, str], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:

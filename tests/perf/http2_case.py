@@ -2,45 +2,27 @@
 
 http2_bench.py needs httpx's h2 extra and hypercorn, which the project does not depend on, so it runs
 with the python of a venv of its own, tests/perf/.venv-h2, built here on demand from
-requirements-h2.txt and rebuilt only when that file changes (the same scheme as .venv-dlt in
-alternatives.py, whose ensure function is tied to dlt's paths, hence a small generic one here).
+requirements-h2.txt and rebuilt only when that file changes (alternatives.ensure_venv, as for
+.venv-dlt).
 
 Not collected by pytest; import it with tests/perf on sys.path, as bench.py does alternatives.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from alternatives import ensure_venv
 
 PERF_DIR = Path(__file__).resolve().parent
 H2_VENV = PERF_DIR / ".venv-h2"
 H2_REQUIREMENTS = PERF_DIR / "requirements-h2.txt"
 H2_BENCH = PERF_DIR / "http2_bench.py"
-_STAMP = ".requirements-sha256"
 _STDERR_TAIL = 4000
 TIMEOUT_S = 900.0
-
-
-def ensure_venv(venv: Path, requirements: Path) -> Path:
-    """Create (or reuse, if built from the same requirements) `venv`; return its python."""
-    python = venv / "bin" / "python"
-    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    stamp = venv / _STAMP
-    if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    # As Python 3.13's venv does by itself: git, and so ruff and pytest, never look inside.
-    (venv / ".gitignore").write_text("*\n")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(requirements)], check=True)
-    # Written last: an install that died half-way is redone on the next call.
-    stamp.write_text(wanted + "\n")
-    return python
 
 
 def ensure_h2_venv() -> Path:
