@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from s3server import start_moto_server
+from s3server import aws_test_env, start_moto_server
 
 # --- S3 (storage) ---------------------------------------------------------------------------------
 #
@@ -17,25 +17,13 @@ from s3server import start_moto_server
 # (it must accept the access key "testing"); otherwise a moto server is started once per session.
 
 
-def _aws_test_env(endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        # A developer's ~/.aws files must not steer the tests (addressing style, endpoint, role).
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    }
-
-
 # Each of these would override or add to the test settings above.
 _AWS_ENV_TO_CLEAR = ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
 
 
 def _run_with_aws_env(endpoint: str) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in _aws_test_env(endpoint).items():
+        for name, value in aws_test_env(endpoint).items():
             mp.setenv(name, value)
         for name in _AWS_ENV_TO_CLEAR:
             mp.delenv(name, raising=False)

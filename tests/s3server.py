@@ -6,6 +6,7 @@ through AWS_ENDPOINT_URL, exactly as it would find MinIO or real S3.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,19 @@ from typing import IO
 
 _HOST = "127.0.0.1"
 _POLL_INTERVAL_S = 0.1
+
+
+def aws_test_env(endpoint: str) -> dict[str, str]:
+    """The standard AWS environment that points boto3 (and our code) at a test S3 server."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # A developer's ~/.aws files must not steer the tests (addressing style, endpoint, role).
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
 
 
 def _free_port() -> int:

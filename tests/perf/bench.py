@@ -30,7 +30,7 @@ sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
 import boto3  # noqa: E402
 from alternatives import measure, run_dlt, run_sequential  # noqa: E402
 from http2_case import run_http2_case  # noqa: E402
-from s3server import start_moto_server  # noqa: E402
+from s3server import aws_test_env, start_moto_server  # noqa: E402
 
 from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
 
@@ -69,14 +69,7 @@ QUICK = Sizes(
 @contextmanager
 def s3_server() -> Iterator[dict[str, str]]:
     with start_moto_server() as endpoint:
-        env = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        }
+        env = aws_test_env(endpoint)
         os.environ.update(env)
         yield env
 
