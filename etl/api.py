@@ -207,13 +207,14 @@ class ApiClient:
         self._next_pool = itertools.cycle(self._api_pools)
         # No Ultravox header here: this pool talks to cloud storage. Redirects among storage hosts are
         # harmless to follow because this client holds nothing secret.
+        storage_limits = _pool(options.storage_connections)
         self._storage = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             timeout=timeout,
             verify=tls,
-            limits=_pool(options.storage_connections),
+            limits=storage_limits,
             follow_redirects=True,
-            transport=storage_transport or lean_transport(_pool(options.storage_connections), tls),
+            transport=storage_transport or lean_transport(storage_limits, tls),
         )
 
     async def __aenter__(self) -> ApiClient:

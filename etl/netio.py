@@ -18,7 +18,6 @@ backend. HTTP semantics (HTTP/1.1, keep-alive, pooling, TLS) stay httpcore's; on
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -30,6 +29,14 @@ import httpx
 
 # Reading pauses when this much has arrived unread (httpcore reads 64 KiB at a time).
 _HIGH_WATER = 1024 * 1024
+
+# httpcore's get_extra_info names -> asyncio transport's.
+_EXTRA_INFO = {
+    "ssl_object": "ssl_object",
+    "client_addr": "sockname",
+    "server_addr": "peername",
+    "socket": "socket",
+}
 
 _CORE_TO_HTTPX: dict[type[Exception], type[httpx.TransportError]] = {
     httpcore.ConnectTimeout: httpx.ConnectTimeout,
@@ -119,8 +126,6 @@ def _httpx_errors() -> Iterator[None]:
     """httpcore's exceptions as the httpx ones callers (and our retry policy) know."""
     try:
         yield
-    except httpcore.ConnectionNotAvailable:
-        raise
     except Exception as exc:
         for core_type, httpx_type in _CORE_TO_HTTPX.items():
             if isinstance(exc, core_type):
@@ -139,7 +144,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local_addr = None if local_address is None else (local_address, 0)
-        with _mapped(TimeoutError, httpcore.ConnectTimeout, OSError, httpcore.ConnectError):
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             async with asyncio.timeout(timeout):
                 transport, protocol = await loop.create_connection(
                     _StreamProtocol, host, port, local_addr=local_addr
@@ -156,7 +161,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        with _mapped(TimeoutError, httpcore.ConnectTimeout, OSError, httpcore.ConnectError):
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             async with asyncio.timeout(timeout):
                 transport, protocol = await loop.create_unix_connection(_StreamProtocol, path)
         return AsyncioStream(transport, protocol)
@@ -171,14 +176,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._protocol = protocol
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(TimeoutError, httpcore.ReadTimeout, OSError, httpcore.ReadError):
+        with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
             async with asyncio.timeout(timeout):
                 return await self._protocol.read(max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        with _mapped(TimeoutError, httpcore.WriteTimeout, OSError, httpcore.WriteError):
+        with _mapped(httpcore.WriteTimeout, httpcore.WriteError):
             self._protocol.raise_if_lost()
             self._transport.write(buffer)
             async with asyncio.timeout(timeout):
@@ -194,8 +199,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        exceptions = (OSError, ssl.SSLError)
-        with _mapped(TimeoutError, httpcore.ConnectTimeout, exceptions, httpcore.ConnectError):
+        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):  # ssl.SSLError is an OSError
             try:
                 async with asyncio.timeout(timeout):
                     tls = await loop.start_tls(
@@ -215,13 +219,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             # httpcore asks this of idle connections only: anything readable there is the server
             # closing it (or talking out of turn), so the connection is not reused.
             return self._protocol.readable()
-        names = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername"}
-        if info in names:
-            return self._transport.get_extra_info(names[info])
-        if info == "socket":
-            sock: socket.socket | None = self._transport.get_extra_info("socket")
-            return sock
-        return None
+        name = _EXTRA_INFO.get(info)
+        return None if name is None else self._transport.get_extra_info(name)
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -313,15 +312,11 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 @contextmanager
-def _mapped(
-    timeout_type: type[BaseException],
-    timeout_as: type[Exception],
-    error_types: type[BaseException] | tuple[type[BaseException], ...],
-    error_as: type[Exception],
-) -> Iterator[None]:
+def _mapped(timeout_as: type[Exception], error_as: type[Exception]) -> Iterator[None]:
+    """asyncio's timeouts and socket errors as the httpcore exceptions its connections expect."""
     try:
         yield
-    except timeout_type as exc:
+    except TimeoutError as exc:  # before OSError, of which it is a subclass
         raise timeout_as(str(exc) or "timed out") from exc
-    except error_types as exc:
+    except OSError as exc:
         raise error_as(str(exc) or type(exc).__name__) from exc
