@@ -27,14 +27,14 @@ import click
 from etl.config import Settings, load_destination, load_settings
 from etl.crashpoints import CrashingStorage, CrashPoint
 from etl.errors import ArchiverError, ConfigError, StorageError
-from etl.logs import configure_logging
 from etl.parquet import release_memory_promptly
-from etl.pipeline import Archiver, run_archiver
-from etl.progress import progress_for
-from etl.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
-from etl.status import format_status, read_status
+from etl.pipeline.run import Archiver, run_archiver
+from etl.reporting.logs import configure_logging
+from etl.reporting.progress import progress_for
+from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
+from etl.reporting.status import format_status, read_status
+from etl.reporting.summary import RunSummary
 from etl.storage import Storage, open_storage
-from etl.summary import RunSummary
 
 log = logging.getLogger("etl.cli")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etl.errors import ConfigError
-from etl.storage import ObjectInfo, Storage
+from etl.storage.base import ObjectInfo, Storage
 
 
 @dataclass(frozen=True)

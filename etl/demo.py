@@ -10,9 +10,9 @@ import click
 import pyarrow.dataset as ds
 
 from etl.config import Settings
-from etl.logs import configure_logging
-from etl.pipeline import run_archiver
-from etl.report import exit_code, format_summary
+from etl.pipeline.run import run_archiver
+from etl.reporting.logs import configure_logging
+from etl.reporting.report import exit_code, format_summary
 from etl.secrets import Secret
 from etl.simulator.process import running_simulator
 from etl.storage import open_storage

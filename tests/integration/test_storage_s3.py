@@ -19,7 +19,8 @@ import pytest
 from unit.test_storage_local import ConditionalWriteContract, ConditionalWriteRaces
 
 from etl.errors import PreconditionFailed, StorageError
-from etl.storage import ObjectInfo, S3Storage, Storage, default_s3_client, open_storage
+from etl.storage import ObjectInfo, S3Storage, Storage, open_storage
+from etl.storage.s3 import default_s3_client
 
 KEY = "recordings/call_date=2026-03-02/abc.wav"
 

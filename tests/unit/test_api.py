@@ -8,7 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from etl.api import ApiClient, ClientOptions, RateLimiter, SignedUrlRejected
+from etl.api.client import ApiClient, ClientOptions, SignedUrlRejected
+from etl.api.ratelimit import RateLimiter
 from etl.errors import AuthError, FatalError, RetriableError
 from etl.secrets import Secret
 

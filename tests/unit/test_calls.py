@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from etl.calls import give_up_if_overdue
 from etl.model import RecordingOutcome, RecordingStatus
+from etl.pipeline.calls import give_up_if_overdue
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

@@ -17,8 +17,8 @@ import pytest
 from concurrency import race
 
 from etl.errors import LeaseLost, PreconditionFailed
-from etl.lease import Lease, LeaseInfo, Leases, keep_renewed, lease_key, renewing
 from etl.storage import LocalStorage, Storage
+from etl.storage.lease import Lease, LeaseInfo, Leases, keep_renewed, lease_key, renewing
 
 NAME = "calls/call_date=2026-03-02"
 KEY = lease_key(NAME)

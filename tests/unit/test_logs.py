@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from etl.logs import configure_logging
+from etl.reporting.logs import configure_logging
 from etl.secrets import Secret
 
 KEY = "abcdefgh." + "s" * 32

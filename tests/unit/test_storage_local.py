@@ -10,7 +10,8 @@ import pytest
 from concurrency import race
 
 from etl.errors import PreconditionFailed, StorageError
-from etl.storage import LocalStorage, ObjectInfo, S3Storage, Storage, cleanup_stale_temp_files, open_storage
+from etl.storage import LocalStorage, ObjectInfo, S3Storage, Storage, open_storage
+from etl.storage.local import cleanup_stale_temp_files
 
 KEY = "recordings/call_date=2026-03-02/abc.wav"
 

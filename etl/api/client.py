@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -25,6 +24,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from etl.api.ratelimit import RateLimiter
 from etl.config import Settings
 from etl.errors import AuthError, FatalError, RetriableError
 from etl.netio import lean_transport
@@ -41,62 +41,6 @@ USER_AGENT = "ultravox-archiver/0.1"
 RETRY_AFTER_CAP_S = 120.0
 STREAM_CHUNK_BYTES = 256 * 1024
 _CONNECTIONS_PER_SHARD = 2
-
-
-class RateLimiter:
-    """Spaces requests at most `rate` per second across all tasks; a 429 pauses everyone and lowers
-    the rate, which then climbs back towards the configured maximum.
-
-    Each caller reserves the next free slot and sleeps until it, so the rate holds however many
-    tasks share the limiter, without a lock (reservation happens without awaiting). Adapting is
-    AIMD, as in TCP: one multiplicative cut per second of 429s (a burst of 429 answers to requests
-    already in flight is one signal, not many), then an additive climb of 5% of the maximum per
-    second without one.
-    """
-
-    CUT = 0.75
-    RECOVERY_PER_S = 0.05
-    # Slots missed while the event loop was busy may be used late, up to this much time's worth:
-    # without it every scheduling delay is throughput lost for good; with it a one-second window
-    # still never sees more than rate x (1 + CATCH_UP_S) requests.
-    CATCH_UP_S = 0.05
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.max_rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._next_slot = 0.0
-        self._paused_until = 0.0
-        self._rate_at_cut = rate
-        self._last_cut = float("-inf")
-        self.requests = 0
-
-    @property
-    def rate(self) -> float:
-        climbed = (self._clock() - self._last_cut) * self.RECOVERY_PER_S * self.max_rate
-        return min(self.max_rate, self._rate_at_cut + climbed)
-
-    async def acquire(self) -> None:
-        now = self._clock()
-        slot = max(now - self.CATCH_UP_S, self._next_slot, self._paused_until)
-        self._next_slot = slot + 1.0 / self.rate
-        self.requests += 1
-        if slot > now:
-            await self._sleep(slot - now)
-
-    def pause(self, seconds: float) -> None:
-        """The server said slow down: nobody sends before `seconds` from now, and the rate drops."""
-        now = self._clock()
-        self._paused_until = max(self._paused_until, now + seconds)
-        if now - self._last_cut >= 1.0:
-            self._rate_at_cut = max(self.rate * self.CUT, self.max_rate * 0.05, 0.1)
-            self._last_cut = now
 
 
 class ByteSink(Protocol):

@@ -27,14 +27,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from etl import records
-from etl.api import ApiClient, ClientOptions
-from etl.calls import CallArchiver
+from etl.api.client import ApiClient, ClientOptions
+from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
-from etl.lease import Lease, Leases, renewing
-from etl.ledger import Ledger
-from etl.partition import Partition
-from etl.recordings import RecordingFetcher, RecordingPolicy
+from etl.pipeline.calls import CallArchiver
+from etl.pipeline.partition import Partition
+from etl.reporting.ledger import Ledger
+from etl.reporting.summary import RunSummary
 from etl.schema import load_table_schema, table_names
 from etl.state import (
     MANIFEST_PREFIX,
@@ -47,8 +47,8 @@ from etl.state import (
     open_marker_key,
     plan_sync,
 )
-from etl.storage import Storage
-from etl.summary import RunSummary
+from etl.storage.base import Storage
+from etl.storage.lease import Lease, Leases, renewing
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl.errors import LeaseLost, PreconditionFailed, StorageError
-from etl.storage import Storage
+from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from etl.summary import RunSummary
+from etl.reporting.summary import RunSummary
 
 REDRAW_EVERY_S = 0.25
 

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 
 from etl.model import RecordingOutcome, RecordingStatus
-from etl.partition import Partition
-from etl.summary import Problem, RunSummary
+from etl.pipeline.partition import Partition
+from etl.reporting.summary import Problem, RunSummary
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from etl.merge import (
 )
 from etl.parquet import ParquetSpool, partition_key
 from etl.schema import load_table_schema
-from etl.storage import Storage
+from etl.storage.base import Storage
 
 PARTITION_FILE = "data.parquet"
 

@@ -11,14 +11,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from etl import records
-from etl.api import ApiClient
+from etl.api.client import ApiClient
+from etl.api.recordings import RecordingFetcher, recording_key
 from etl.errors import ArchiverError, AuthError, BadRecord
-from etl.ledger import Ledger
 from etl.merge import ArchivedCall, transcript_is_reusable
 from etl.model import RecordingOutcome, RecordingStatus
-from etl.partition import Partition
-from etl.recordings import RecordingFetcher, recording_key
-from etl.storage import Storage
+from etl.pipeline.partition import Partition
+from etl.reporting.ledger import Ledger
+from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
 

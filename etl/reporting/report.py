@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from etl.summary import RunSummary
+from etl.reporting.summary import RunSummary
 
 # Stable, documented in the README: cron and Kubernetes act on these.
 EXIT_OK = 0

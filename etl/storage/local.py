@@ -1,8 +1,4 @@
-"""The local-directory backend, and the key rules every backend shares.
-
-`etl.storage` re-exports everything a caller needs (`LocalStorage`, `ObjectInfo`,
-`cleanup_stale_temp_files`); import from there. This module imports nothing from `etl.storage`, so
-the two can never form an import cycle.
+"""The local-directory backend.
 
 Objects are files under a root directory, published by write-temp-then-rename, so a reader sees a
 whole object or none. Conditional writes need a local POSIX filesystem: create-if-absent links a
@@ -23,68 +19,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
 from etl.errors import PreconditionFailed, StorageError
+from etl.storage.base import (
+    LOCK_PREFIX,
+    RESERVED_PREFIXES,
+    TEMP_PREFIX,
+    ObjectInfo,
+    check_condition,
+    check_key,
+    check_prefix,
+)
 
 _COPY_BUFFER = 1024 * 1024
-_TEMP_PREFIX = ".tmp-"
-# Lock files are never removed (see `_key_lock`), and never cleaned up as stale temp files.
-_LOCK_PREFIX = ".lock-"
-_RESERVED_PREFIXES = (_TEMP_PREFIX, _LOCK_PREFIX)
 # A temp file this old cannot belong to a write still in progress.
 _STALE_TEMP_AGE_S = 3600.0
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What `head` knows about a stored object."""
-
-    key: str
-    size: int
-
-
-# --- keys (shared with the S3 backend) ----------------------------------------------------------
-
-
-def check_key(key: str, *, what: str = "key") -> None:
-    """Refuse keys that would escape the root or mean different things on S3 and on disk."""
-    if not key:
-        raise StorageError(f"{what} is empty")
-    if key.startswith("/") or "\\" in key or "\x00" in key:
-        raise StorageError(f"{what} must be a relative, slash-separated path: {key!r}")
-    for part in key.split("/"):
-        # S3 would keep `a//b` and `a/./b` as distinct keys while a filesystem collapses them.
-        if part in ("", ".", ".."):
-            raise StorageError(f"{what} has an empty, '.' or '..' segment: {key!r}")
-        # Local listings hide temp and lock files; a real object with such a name would vanish.
-        if part.startswith(_RESERVED_PREFIXES):
-            raise StorageError(
-                f"{what} segment may not start with {_TEMP_PREFIX!r} or {_LOCK_PREFIX!r}: {key!r}"
-            )
-
-
-def check_prefix(prefix: str) -> None:
-    """A listing prefix may be empty and may end in a slash; otherwise it follows the key rules."""
-    body = prefix.removesuffix("/")
-    if body:
-        check_key(body, what="prefix")
-    elif prefix:
-        raise StorageError(f"prefix must not start with '/': {prefix!r}")
-
-
-def check_condition(if_none_match: bool, if_match: str | None) -> None:
-    """`put_bytes_if` takes exactly one condition: create-if-absent or replace-if-unchanged."""
-    if if_none_match == (if_match is not None):
-        raise ValueError("put_bytes_if needs exactly one of if_none_match=True or if_match=<etag>")
-    if if_match is not None and not if_match.strip('"'):
-        raise ValueError("if_match must be a non-empty ETag")
-
-
-# --- local directory ----------------------------------------------------------------------------
 
 
 @contextmanager
@@ -161,7 +113,7 @@ class LocalStorage:
     def _write_temp(self, target: Path, write: Callable[[BinaryIO], object]) -> Path:
         """A fully written and synced temp file beside `target` (same filesystem, so renames are atomic)."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide, as for
         # any other file the user creates (mkstemp would force 0o600).
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -230,7 +182,7 @@ class LocalStorage:
         for dirpath, _dirnames, filenames in os.walk(base, onerror=fail):
             relative = Path(dirpath).relative_to(self._root).as_posix()
             for name in filenames:
-                if not name.startswith(_RESERVED_PREFIXES):
+                if not name.startswith(RESERVED_PREFIXES):
                     yield name if relative == "." else f"{relative}/{name}"
 
     def delete(self, key: str) -> None:
@@ -309,7 +261,7 @@ class LocalStorage:
         would let a third writer lock a fresh file, and two writers would both "hold" the lock.
         """
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target.with_name(f"{_LOCK_PREFIX}{target.name}"), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(target.with_name(f"{LOCK_PREFIX}{target.name}"), os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -331,7 +283,7 @@ def cleanup_stale_temp_files(
     with _os_errors("clean temp files in", storage.uri):
         if not storage.root.is_dir():
             return 0
-        for temp in storage.root.rglob(f"{_TEMP_PREFIX}*"):
+        for temp in storage.root.rglob(f"{TEMP_PREFIX}*"):
             if temp.is_file() and temp.stat().st_mtime < cutoff:
                 temp.unlink(missing_ok=True)
                 removed += 1

@@ -1,15 +1,6 @@
-"""Where archived objects go: an S3 bucket or a local directory, behind one small interface.
+"""The S3 backend: objects under `s3://bucket/prefix`, through one thread-safe boto3 client.
 
-This is the only module that imports boto3/botocore. Every library or OS exception is converted to
-`StorageError` here (or in `etl.storage_local`, the local backend), with a message naming the
-operation and the object URI, so the pipeline never has to know which backend did the work.
-
-Both backends publish atomically: a reader sees a whole object or none at all, never a prefix of
-one. The pipeline calls storage from worker threads, so every method is safe to call concurrently.
-
-Conditional writes (`put_bytes_if`, `delete_if`) are what leases are built on: S3 evaluates
-`If-None-Match: *` and `If-Match: <etag>` on the server, so of two racing writers exactly one wins
-across any number of machines; the local backend gives the same guarantee on one machine only.
+The only module that imports boto3/botocore; their exceptions become `StorageError` here.
 """
 
 from __future__ import annotations
@@ -17,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
-from urllib.parse import unquote, urlsplit
+from typing import Any, TypeAlias
 
 import boto3
 import boto3.exceptions
@@ -27,24 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from etl.errors import PreconditionFailed, StorageError
-from etl.storage_local import (
-    LocalStorage,
-    ObjectInfo,
-    check_condition,
-    check_key,
-    check_prefix,
-    cleanup_stale_temp_files,
-)
-
-__all__ = [
-    "LocalStorage",
-    "ObjectInfo",
-    "S3Storage",
-    "Storage",
-    "cleanup_stale_temp_files",
-    "default_s3_client",
-    "open_storage",
-]
+from etl.storage.base import ObjectInfo, check_condition, check_key, check_prefix
 
 # boto3 ships without type information; this alias only documents what the value is.
 S3Client: TypeAlias = Any
@@ -56,85 +29,6 @@ _MAX_POOL_CONNECTIONS = 64
 _MULTIPART_CHUNK = 16 * _MIB
 _UPLOAD_CONCURRENCY = 4
 _LIST_PAGE_SIZE = 1000
-
-
-class Storage(Protocol):
-    """A destination for archived objects; keys are relative, slash-separated paths."""
-
-    @property
-    def uri(self) -> str:
-        """The root URI: `s3://bucket/prefix` or `file:///abs/path`."""
-        ...
-
-    def uri_for(self, key: str) -> str: ...
-
-    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> str: ...
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str: ...
-
-    def get_bytes(self, key: str) -> bytes | None: ...
-
-    def get_file(self, key: str, path: Path) -> bool:
-        """Stream an object into a local file; False when there is no such object."""
-        ...
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-
-    def list_keys(self, prefix: str = "") -> Iterator[str]: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
-        """A small object's bytes and the ETag to pass to `put_bytes_if`/`delete_if`; None if absent."""
-        ...
-
-    def put_bytes_if(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_none_match: bool = False,
-        if_match: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        """Write only if absent (`if_none_match=True`) or unchanged (`if_match=etag`); return the new ETag.
-
-        Exactly one condition must be given. Raises `PreconditionFailed` when it does not hold,
-        including `if_match` on a missing object.
-        """
-        ...
-
-    def delete_if(self, key: str, etag: str) -> None:
-        """Delete only if the object still has `etag` (`PreconditionFailed` if not); absent is fine."""
-        ...
-
-
-def open_storage(dest: str) -> Storage:
-    """Open the destination named by `dest`: `s3://bucket[/prefix]`, `file:///abs/path` or a path."""
-    if not dest.strip():
-        raise StorageError("storage destination is empty")
-    if "://" not in dest:
-        return LocalStorage(Path(dest))
-    parts = urlsplit(dest)
-    if parts.scheme == "s3":
-        return _open_s3(dest, parts.netloc, parts.path)
-    if parts.scheme == "file":
-        # `file://host/path` names another machine's file; only the local host is meaningful here.
-        if parts.netloc not in ("", "localhost"):
-            raise StorageError(f"file destination must be file:///absolute/path, got {dest!r}")
-        return LocalStorage(Path(unquote(parts.path)))
-    raise StorageError(
-        f"unsupported storage destination {dest!r}: use s3://bucket/prefix, file:///path or a directory path"
-    )
-
-
-def _open_s3(dest: str, bucket: str, path: str) -> S3Storage:
-    if not bucket:
-        raise StorageError(f"S3 destination has no bucket: {dest!r}")
-    prefix = path.strip("/")
-    if prefix:
-        check_key(prefix, what="S3 prefix")
-    return S3Storage(bucket, prefix)
 
 
 def default_s3_client() -> S3Client:

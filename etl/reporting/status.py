@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl.state import MANIFEST_PREFIX, OPEN_PREFIX, PartitionManifest, day_from_key, manifest_key
-from etl.storage import Storage
+from etl.storage.base import Storage
 
 _READERS = 16
 

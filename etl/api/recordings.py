@@ -21,10 +21,10 @@ from datetime import date
 from pathlib import Path
 from types import TracebackType
 
-from etl.api import ApiClient, SignedUrlRejected
+from etl.api.client import ApiClient, SignedUrlRejected
 from etl.errors import ArchiverError
 from etl.model import RecordingOutcome, RecordingStatus
-from etl.storage import Storage
+from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
