@@ -72,9 +72,10 @@ def s3_bucket(s3_endpoint: str) -> Iterator[str]:
 
 # --- simulator (the stand-in Ultravox API) --------------------------------------------------------
 #
-# Every test that needs a simulator process asks one of these two for it, with the SimulatorOptions
-# it wants: `sim = start_simulator(calls=60, seed=5)`. Each simulator started is stopped when the
-# fixture's scope ends. (Only the tests of `running_simulator` itself call it directly.)
+# Tests start simulator processes through one of these two, with the SimulatorOptions they want:
+# `sim = start_simulator(calls=60, seed=5)`. Each simulator started is stopped when the fixture's
+# scope ends. Two fixtures around one factory because a module-scoped fixture (one account shared by
+# a module's tests) cannot use a function-scoped one.
 
 
 def _simulators() -> Iterator[StartSimulator]:
