@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
 
 import boto3
 import pytest
-from s3server import aws_test_env, start_moto_server
+
+# Before any helper is imported: a failed assert in a contract class or in archive_truth then shows
+# its values, as one in a test module does.
+pytest.register_assert_rewrite("support")
+
+from support.s3server import aws_test_env, start_moto_server  # noqa: E402
+from support.simulator_helpers import StartSimulator  # noqa: E402
+
+from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
 
 # --- S3 (storage) ---------------------------------------------------------------------------------
 #
@@ -58,3 +68,35 @@ def s3_bucket(s3_endpoint: str) -> Iterator[str]:
 
 
 # --- end S3 ---------------------------------------------------------------------------------------
+
+
+# --- simulator (the stand-in Ultravox API) --------------------------------------------------------
+#
+# Tests start simulator processes through one of these two, with the SimulatorOptions they want:
+# `sim = start_simulator(calls=60, seed=5)`. Each simulator started is stopped when the fixture's
+# scope ends. Two fixtures around one factory because a module-scoped fixture (one account shared by
+# a module's tests) cannot use a function-scoped one.
+
+
+def _simulators() -> Iterator[StartSimulator]:
+    with ExitStack() as running:
+
+        def start(**options: Any) -> SimulatorHandle:
+            return running.enter_context(running_simulator(**options))
+
+        yield start
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[StartSimulator]:
+    """Start a simulator in a test (or a function-scoped fixture); stopped when the test ends."""
+    yield from _simulators()
+
+
+@pytest.fixture(scope="module")
+def start_shared_simulator() -> Iterator[StartSimulator]:
+    """Start a simulator shared by a module's tests (module-scoped fixtures); stopped after them."""
+    yield from _simulators()
+
+
+# --- end simulator --------------------------------------------------------------------------------

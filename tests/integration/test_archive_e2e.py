@@ -7,17 +7,17 @@ it generated, never what our code wrote earlier.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pyarrow as pa
 import pytest
-from archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
 from click.testing import CliRunner
+from support.archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
+from support.simulator_helpers import StartSimulator
 
 from etl.cli import main
-from etl.simulator.process import SimulatorHandle, running_simulator
+from etl.simulator.process import SimulatorHandle
 
 
 def fast_config(tmp_path: Path) -> Path:
@@ -50,9 +50,8 @@ def backfill(
 
 
 @pytest.fixture(scope="module")
-def big_account() -> Iterator[SimulatorHandle]:
-    with running_simulator(calls=320, seed=11, expired_url_rate=0.1) as sim:
-        yield sim
+def big_account(start_shared_simulator: StartSimulator) -> SimulatorHandle:
+    return start_shared_simulator(calls=320, seed=11, expired_url_rate=0.1)
 
 
 def test_archives_a_simulated_account_to_s3_exactly(
@@ -130,20 +129,22 @@ def test_rerun_of_a_window_does_not_duplicate(
     assert_matches_truth(archive, Expected(truth), check_audio=False)
 
 
-def test_bad_answers_fail_one_call_each_and_the_run_completes(tmp_path: Path) -> None:
-    with running_simulator(calls=60, seed=5) as sim:
-        ended = [t for t in sim.truth() if not t["underway"]]
-        missing_messages, html_messages, no_id = (t["call_id"] for t in ended[:3])
-        sim.configure(
-            rules=[
-                {"path": f"/api/calls/{missing_messages}/messages", "action": "status", "status": 404},
-                {"path": f"/api/calls/{html_messages}/messages", "action": "not_json"},
-            ],
-            strip_call_id=[no_id],
-        )
-        dest = tmp_path / "archive"
-        code, output = backfill(sim, str(dest), fast_config(tmp_path))
-        truth = sim.truth()
+def test_bad_answers_fail_one_call_each_and_the_run_completes(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(calls=60, seed=5)
+    ended = [t for t in sim.truth() if not t["underway"]]
+    missing_messages, html_messages, no_id = (t["call_id"] for t in ended[:3])
+    sim.configure(
+        rules=[
+            {"path": f"/api/calls/{missing_messages}/messages", "action": "status", "status": 404},
+            {"path": f"/api/calls/{html_messages}/messages", "action": "not_json"},
+        ],
+        strip_call_id=[no_id],
+    )
+    dest = tmp_path / "archive"
+    code, output = backfill(sim, str(dest), fast_config(tmp_path))
+    truth = sim.truth()
 
     assert code == 1, output
     archive = read_archive(str(dest))
@@ -162,8 +163,10 @@ def test_bad_answers_fail_one_call_each_and_the_run_completes(tmp_path: Path) ->
     assert "3 calls" not in output or "failed" in output
 
 
-def test_transient_faults_and_rate_limits_are_retried(tmp_path: Path) -> None:
-    with running_simulator(
+def test_transient_faults_and_rate_limits_are_retried(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(
         calls=80,
         seed=9,
         error_rate_5xx=0.05,
@@ -172,11 +175,11 @@ def test_transient_faults_and_rate_limits_are_retried(tmp_path: Path) -> None:
         storage_reset_rate=0.03,
         expired_url_rate=0.3,
         rate_limit_rps=40,
-    ) as sim:
-        dest = tmp_path / "archive"
-        code, output = backfill(sim, str(dest), fast_config(tmp_path))
-        truth = sim.truth()
-        stats = sim.stats()
+    )
+    dest = tmp_path / "archive"
+    code, output = backfill(sim, str(dest), fast_config(tmp_path))
+    truth = sim.truth()
+    stats = sim.stats()
     assert code == 0, output
     assert_matches_truth(read_archive(str(dest)), Expected(truth))
     assert stats["rate_limited"] > 0
@@ -186,26 +189,26 @@ def test_transient_faults_and_rate_limits_are_retried(tmp_path: Path) -> None:
     )
 
 
-def test_rejected_key_stops_the_run_with_exit_3(tmp_path: Path) -> None:
-    with running_simulator(calls=5, seed=2) as sim:
-        wrong = "wrongkey." + "0" * 32
-        code, output = backfill(sim, str(tmp_path / "a"), fast_config(tmp_path), key=wrong)
+def test_rejected_key_stops_the_run_with_exit_3(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    sim = start_simulator(calls=5, seed=2)
+    wrong = "wrongkey." + "0" * 32
+    code, output = backfill(sim, str(tmp_path / "a"), fast_config(tmp_path), key=wrong)
     assert code == 3, output
     assert "rejected" in output
     assert wrong not in output
 
 
-def test_a_rewrite_never_drops_archived_calls(tmp_path: Path) -> None:
+def test_a_rewrite_never_drops_archived_calls(start_simulator: StartSimulator, tmp_path: Path) -> None:
     """A call deleted at the source, or failing in a later run, stays archived with its transcript."""
-    with running_simulator(calls=40, seed=21, days=1) as sim:
-        dest, config = tmp_path / "archive", fast_config(tmp_path)
-        assert backfill(sim, str(dest), config)[0] == 0
-        first_truth = sim.truth()
-        ended = [t for t in first_truth if not t["underway"]]
-        deleted, failing = ended[0]["call_id"], ended[1]["call_id"]
-        sim.advance(delete_calls=[deleted])
-        sim.configure(strip_call_id=[failing])
-        code, output = backfill(sim, str(dest), config)
+    sim = start_simulator(calls=40, seed=21, days=1)
+    dest, config = tmp_path / "archive", fast_config(tmp_path)
+    assert backfill(sim, str(dest), config)[0] == 0
+    first_truth = sim.truth()
+    ended = [t for t in first_truth if not t["underway"]]
+    deleted, failing = ended[0]["call_id"], ended[1]["call_id"]
+    sim.advance(delete_calls=[deleted])
+    sim.configure(strip_call_id=[failing])
+    code, output = backfill(sim, str(dest), config)
     assert code == 1, output  # the failing call is reported ...
     assert "kept from archive   2 calls" in output
     assert "(1 deleted at the source)" in output
@@ -213,13 +216,13 @@ def test_a_rewrite_never_drops_archived_calls(tmp_path: Path) -> None:
     assert_matches_truth(read_archive(str(dest)), Expected(first_truth))
 
 
-def test_a_day_whose_listing_is_not_json_fails_alone(tmp_path: Path) -> None:
-    with running_simulator(calls=30, seed=4, days=3) as sim:
-        bad_day = sim.until
-        sim.configure(rules=[{"path": f"^/api/calls\\?.*fromDate={bad_day}", "action": "not_json"}])
-        dest = tmp_path / "archive"
-        code, output = backfill(sim, str(dest), fast_config(tmp_path))
-        truth = sim.truth()
+def test_a_day_whose_listing_is_not_json_fails_alone(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    sim = start_simulator(calls=30, seed=4, days=3)
+    bad_day = sim.until
+    sim.configure(rules=[{"path": f"^/api/calls\\?.*fromDate={bad_day}", "action": "not_json"}])
+    dest = tmp_path / "archive"
+    code, output = backfill(sim, str(dest), fast_config(tmp_path))
+    truth = sim.truth()
     assert code == 1, output
     assert f"listing the calls of {bad_day} failed" in output and "not JSON" in output
     others = [t for t in truth if t["call_date"] != bad_day]

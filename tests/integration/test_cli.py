@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from archive_truth import read_archive
 from click.testing import CliRunner
+from support.archive_truth import read_archive
 
 from etl.cli import main
 from etl.simulator.process import running_simulator

@@ -17,8 +17,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from archive_truth import Archive, Expected, assert_matches_truth, comparable, read_archive, s3_filesystem
-from archiver_process import run, start, write_config
+from support.archive_truth import (
+    Archive,
+    Expected,
+    assert_matches_truth,
+    comparable,
+    read_archive,
+    s3_filesystem,
+)
+from support.archiver_process import run, start, write_config
 
 from etl.simulator.process import SimulatorHandle, running_simulator
 

@@ -1,6 +1,6 @@
 """Leases on S3 (moto, or TEST_S3_ENDPOINT_URL): the same contract as on a local directory.
 
-The contract lives in `tests/unit/test_lease.py`; only the storage differs. Our code reaches the
+The contract lives in `tests/support/contracts/leases.py`; only the storage differs. Our code reaches the
 server only through AWS_ENDPOINT_URL, set by the `s3_endpoint` fixture.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from unit.test_lease import LeaseContract, LeaseRaces
+from support.contracts.leases import LeaseContract, LeaseRaces
 
 from etl.storage import Storage, open_storage
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from simulator_helpers import api_session
+from support.simulator_helpers import StartSimulator, api_session
 
-from etl.simulator.process import SimulatorHandle, running_simulator
+from etl.simulator.process import SimulatorHandle
 
 DEFAULT_FAULTS: dict[str, Any] = {
     "latency_ms": 0,
@@ -23,9 +23,8 @@ DEFAULT_FAULTS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorHandle]:
-    with running_simulator(calls=150, seed=7, days=3) as handle:
-        yield handle
+def sim(start_shared_simulator: StartSimulator) -> SimulatorHandle:
+    return start_shared_simulator(calls=150, seed=7, days=3)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from simulator_helpers import api_client
+from support.simulator_helpers import StartSimulator, api_client
 
 from etl.simulator import ReadyInfo, SimulatorOptions, serve
 from etl.simulator.__main__ import main
@@ -69,19 +69,19 @@ def test_serve_in_process() -> None:
     assert stats["requests"]["list_calls"] == 1
 
 
-def test_advance_adds_and_deletes_calls_without_breaking_a_walk() -> None:
-    with running_simulator(calls=40, seed=8, days=2) as sim:
-        with api_client(sim) as api:
-            page = api.get("/calls", params={"pageSize": 5}).json()
-            seen = [c["callId"] for c in page["results"]]
-            victim = seen[0]
-            changes = sim.advance(new_calls=3, delete_calls=[victim], end_underway=True, fill_summaries=True)
-            while page["next"]:
-                page = api.get(page["next"]).json()
-                seen += [c["callId"] for c in page["results"]]
-            tombstones = api.get("/deleted_calls").json()
-            gone = api.get(f"/calls/{victim}")
-        truth = sim.truth()
+def test_advance_adds_and_deletes_calls_without_breaking_a_walk(start_simulator: StartSimulator) -> None:
+    sim = start_simulator(calls=40, seed=8, days=2)
+    with api_client(sim) as api:
+        page = api.get("/calls", params={"pageSize": 5}).json()
+        seen = [c["callId"] for c in page["results"]]
+        victim = seen[0]
+        changes = sim.advance(new_calls=3, delete_calls=[victim], end_underway=True, fill_summaries=True)
+        while page["next"]:
+            page = api.get(page["next"]).json()
+            seen += [c["callId"] for c in page["results"]]
+        tombstones = api.get("/deleted_calls").json()
+        gone = api.get(f"/calls/{victim}")
+    truth = sim.truth()
     assert len(seen) == len(set(seen)) == 43  # the 40 walked + 3 new; the victim was already seen
     assert set(changes["new_calls"]) <= set(seen)
     assert gone.status_code == 404

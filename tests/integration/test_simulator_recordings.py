@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from simulator_helpers import api_client, api_session
+from support.simulator_helpers import StartSimulator, api_client, api_session
 
-from etl.simulator.process import SimulatorHandle, running_simulator
+from etl.simulator.process import SimulatorHandle
 
 DEFAULT_FAULTS: dict[str, Any] = {
     "rules": [],
@@ -23,9 +23,8 @@ DEFAULT_FAULTS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorHandle]:
-    with running_simulator(calls=120, seed=21) as handle:
-        yield handle
+def sim(start_shared_simulator: StartSimulator) -> SimulatorHandle:
+    return start_shared_simulator(calls=120, seed=21)
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +145,11 @@ def test_a_leaked_api_key_is_counted(sim: SimulatorHandle, api: httpx.Client, st
     assert sim.stats()["storage_requests_with_api_key"] == 1
 
 
-def test_first_urls_born_expired() -> None:
-    with running_simulator(calls=30, seed=4, expired_url_rate=1.0) as sim:
-        ready = calls_with(sim.truth(), "ready", "redirect")[0]["call_id"]
-        with api_client(sim) as api, httpx.Client(trust_env=False) as raw:
-            first = raw.get(poll(api, ready)[-1].headers["Location"])
-            second = raw.get(api.get(f"/calls/{ready}/recording").headers["Location"])
+def test_first_urls_born_expired(start_simulator: StartSimulator) -> None:
+    sim = start_simulator(calls=30, seed=4, expired_url_rate=1.0)
+    ready = calls_with(sim.truth(), "ready", "redirect")[0]["call_id"]
+    with api_client(sim) as api, httpx.Client(trust_env=False) as raw:
+        first = raw.get(poll(api, ready)[-1].headers["Location"])
+        second = raw.get(api.get(f"/calls/{ready}/recording").headers["Location"])
     assert first.status_code == 403 and "Request has expired" in first.text
     assert second.status_code == 200

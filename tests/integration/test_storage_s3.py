@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from unit.test_storage_local import ConditionalWriteContract, ConditionalWriteRaces
+from support.contracts.conditional_writes import ConditionalWriteContract, ConditionalWriteRaces
 
 from etl.errors import PreconditionFailed, StorageError
 from etl.storage import ObjectInfo, S3Storage, Storage, open_storage

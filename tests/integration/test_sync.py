@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
-from archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
-from archiver_process import archiver_env, run, start, write_config
 from click.testing import CliRunner
+from support.archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
+from support.archiver_process import archiver_env, run, start, write_config
+from support.simulator_helpers import StartSimulator
 
 from etl.cli import main
-from etl.simulator.process import SimulatorHandle, running_simulator
+from etl.simulator.process import SimulatorHandle
 
 MESSAGE_PAGE = 100
 
@@ -36,12 +36,9 @@ def cli(sim: SimulatorHandle, dest: str, config: Path, *args: str) -> tuple[int,
 
 
 @pytest.fixture
-def recent_account() -> Iterator[SimulatorHandle]:
+def recent_account(start_simulator: StartSimulator) -> SimulatorHandle:
     """Calls over the last three days, so that sync's 'through today' plan covers them all."""
-    with running_simulator(
-        calls=60, seed=31, days=3, start_date=(today() - timedelta(days=2)).isoformat()
-    ) as sim:
-        yield sim
+    return start_simulator(calls=60, seed=31, days=3, start_date=(today() - timedelta(days=2)).isoformat())
 
 
 def message_pages(truth: dict[str, object]) -> int:
@@ -177,7 +174,7 @@ def test_two_syncs_started_together(
 
 
 def test_a_recording_that_never_becomes_ready_stops_keeping_its_day_open(
-    s3_endpoint: str, s3_bucket: str, tmp_path: Path
+    start_simulator: StartSimulator, s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:
     start_day = today() - timedelta(days=10)  # long past the refresh window
     dest, prefix = f"s3://{s3_bucket}/giveup", "giveup/_state/"
@@ -194,39 +191,39 @@ def test_a_recording_that_never_becomes_ready_stops_keeping_its_day_open(
         keys = [item["Key"] for item in listing.get("Contents", [])]
         return [key for key in keys if key.removesuffix(".json").rsplit("=", 1)[1] in account_days]
 
-    with running_simulator(
+    sim = start_simulator(
         calls=40, seed=41, days=2, start_date=start_day.isoformat(), stuck_recording_rate=0.25
-    ) as sim:
-        truth = sim.truth()
-        expected = Expected(truth)
-        never_ready = {t["call_id"] for t in expected.archived if t["recording"]["status"] == "pending"}
-        assert never_ready, "the account must have recordings that never finish processing"
-        stuck_days = {t["call_date"] for t in expected.archived if t["call_id"] in never_ready}
-        # The simulator keeps some calls of its last day underway for ever: those hold their day.
-        underway_days = {t["call_date"] for t in truth if t["underway"]}
-        assert stuck_days - underway_days, "a day must be held open by a recording alone"
+    )
+    truth = sim.truth()
+    expected = Expected(truth)
+    never_ready = {t["call_id"] for t in expected.archived if t["recording"]["status"] == "pending"}
+    assert never_ready, "the account must have recordings that never finish processing"
+    stuck_days = {t["call_date"] for t in expected.archived if t["call_id"] in never_ready}
+    # The simulator keeps some calls of its last day underway for ever: those hold their day.
+    underway_days = {t["call_date"] for t in truth if t["underway"]}
+    assert stuck_days - underway_days, "a day must be held open by a recording alone"
 
-        def open_days() -> set[str]:
-            return {key.rsplit("=", 1)[1] for key in state_keys("open/")}
+    def open_days() -> set[str]:
+        return {key.rsplit("=", 1)[1] for key in state_keys("open/")}
 
-        code, output = cli(sim, dest, config, "sync", "--since", start_day.isoformat())
-        assert code == 0, output
-        # First found pending by this run: still pending, and their days stay open.
-        assert_matches_truth(read_archive(f"{s3_bucket}/giveup", s3_filesystem(s3_endpoint)), expected)
-        assert open_days() == stuck_days | underway_days
+    code, output = cli(sim, dest, config, "sync", "--since", start_day.isoformat())
+    assert code == 0, output
+    # First found pending by this run: still pending, and their days stay open.
+    assert_matches_truth(read_archive(f"{s3_bucket}/giveup", s3_filesystem(s3_endpoint)), expected)
+    assert open_days() == stuck_days | underway_days
 
-        code, output = cli(sim, dest, config, "sync")
-        assert code == 0, output
-        assert f"given up            {len(never_ready)} recordings" in output
-        archive = read_archive(f"{s3_bucket}/giveup", s3_filesystem(s3_endpoint))
-        assert_matches_truth(archive, Expected(truth, recordings_given_up=never_ready))
-        for row in archive.calls:
-            if row["call_id"] in never_ready:
-                assert "first found pending" in row["recording_detail"]
-        # No recording holds a day open any more; only underway calls do.
-        assert open_days() == underway_days
-        assert len(state_keys("partitions/")) == len(account_days)
-        for key in state_keys("partitions/"):
-            manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
-            assert manifest["pending_recording_call_ids"] == []
-            assert manifest["final"] is (manifest["call_date"] not in underway_days)
+    code, output = cli(sim, dest, config, "sync")
+    assert code == 0, output
+    assert f"given up            {len(never_ready)} recordings" in output
+    archive = read_archive(f"{s3_bucket}/giveup", s3_filesystem(s3_endpoint))
+    assert_matches_truth(archive, Expected(truth, recordings_given_up=never_ready))
+    for row in archive.calls:
+        if row["call_id"] in never_ready:
+            assert "first found pending" in row["recording_detail"]
+    # No recording holds a day open any more; only underway calls do.
+    assert open_days() == underway_days
+    assert len(state_keys("partitions/")) == len(account_days)
+    for key in state_keys("partitions/"):
+        manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+        assert manifest["pending_recording_call_ids"] == []
+        assert manifest["final"] is (manifest["call_date"] not in underway_days)

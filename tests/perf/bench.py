@@ -30,7 +30,7 @@ sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
 import boto3  # noqa: E402
 from alternatives import measure, run_dlt, run_sequential  # noqa: E402
 from http2_case import run_http2_case  # noqa: E402
-from s3server import aws_test_env, start_moto_server  # noqa: E402
+from support.s3server import aws_test_env, start_moto_server  # noqa: E402
 
 from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
 

@@ -1,13 +1,20 @@
-"""Talking to a running simulator's /api from the simulator tests."""
+"""Starting simulators (the fixtures' type) and talking to a running simulator's /api."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from etl.simulator.process import SimulatorHandle
+
+
+class StartSimulator(Protocol):
+    """The `start_simulator` and `start_shared_simulator` fixtures (conftest.py): options are
+    SimulatorOptions field names, as `running_simulator` takes them."""
+
+    def __call__(self, **options: Any) -> SimulatorHandle: ...
 
 
 def api_client(sim: SimulatorHandle) -> httpx.Client:

@@ -1,0 +1,1 @@
+"""Tests every storage backend must pass: subclassed once per backend, in unit and integration."""
