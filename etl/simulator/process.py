@@ -58,9 +58,6 @@ class SimulatorHandle(ReadyInfo):
                 if line:
                     yield json.loads(line)
 
-    def truth_by_id(self, *, messages: bool = True) -> dict[str, dict[str, Any]]:
-        return {line["call_id"]: line for line in self.iter_truth(messages=messages)}
-
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._control("GET", "stats").json()
         return result
