@@ -67,7 +67,7 @@ def setting_option(*decls: str, setting: str, **kwargs: Any) -> Callable[[F], F]
         envvar=ENV_VARS.get(setting),
         show_envvar=setting in ENV_VARS,
         default=_DEFAULTS.get(setting),
-        show_default=_DEFAULTS.get(setting) is not None,
+        show_default=True,
         **kwargs,
     )
 

@@ -1,7 +1,10 @@
 """Settings, built and validated once: flags, then environment variables, then an optional config file.
 
-Nothing else in the package reads `os.environ` (AWS settings excepted: boto3 reads the standard AWS
-chain itself, and we deliberately offer no flags of our own for it).
+`Settings` holds every default and its field types say how a value from the environment or a TOML
+file is converted. Nothing else in the package reads `os.environ` for a setting: the CLI hands the
+environment over (click also shows and checks the variables of ENV_VARS, but passes on only the
+values typed on the command line). AWS settings are the exception: boto3 reads the standard AWS
+chain itself, and we deliberately offer no flags of our own for it.
 """
 
 from __future__ import annotations
