@@ -19,13 +19,14 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from etl.config import Settings, load_destination, load_settings
-from etl.crashpoints import CrashingStorage, CrashPoint
+from etl.config import ENV_VARS, Settings, load_destination, load_settings, setting_defaults
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.parquet import release_memory_promptly
 from etl.pipeline.run import Archiver, run_archiver
@@ -34,50 +35,76 @@ from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
-from etl.storage import Storage, open_storage
+from etl.storage import LocalStorage, Storage, open_storage
+from etl.storage.local import cleanup_stale_temp_files
 
 log = logging.getLogger("etl.cli")
 F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULTS = setting_defaults()
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What a program that embeds the CLI may change about a run: `main.main(args, obj=RunHooks(...))`.
+
+    `wrap_storage` receives the opened destination and returns the storage the run writes through
+    (the crash tests wrap it with one that SIGKILLs the process at a chosen write).
+    """
+
+    wrap_storage: Callable[[Storage], Storage] | None = None
+
+
+def setting_option(*decls: str, setting: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option for one setting, showing the environment variable and the default etl.config has for it.
+
+    click reads that variable and fills in that default, but only what the user typed reaches
+    `load_settings` (see `_typed_flags`): it applies the environment, the config file and the
+    defaults itself, in their order, exactly as for callers that are not the CLI.
+    """
+    return click.option(
+        *decls,
+        setting,
+        envvar=ENV_VARS.get(setting),
+        show_envvar=setting in ENV_VARS,
+        default=_DEFAULTS.get(setting),
+        show_default=True,
+        **kwargs,
+    )
 
 
 def settings_options(func: F) -> F:
     """Options shared by every command that talks to the API and the destination."""
     options = [
-        click.option(
+        setting_option(
             "--api-key-file",
+            setting="api_key_file",
             type=click.Path(dir_okay=False, path_type=Path),
             help="File holding the API key (else $ULTRAVOX_API_KEY).",
         ),
-        click.option(
-            "--api-base-url",
-            help="API base URL [env ULTRAVOX_API_BASE_URL; default https://api.ultravox.ai/api].",
+        setting_option("--api-base-url", setting="api_base_url", help="API base URL."),
+        setting_option("--dest", setting="dest", help="s3://bucket/prefix or a local directory."),
+        setting_option(
+            "--max-rps", setting="max_rps", type=float, help="Client-side limit on API requests per second."
         ),
-        click.option(
-            "--dest", help="s3://bucket/prefix or a local directory [env ARCHIVE_DEST; default ./archive]."
-        ),
-        click.option(
-            "--max-rps", type=float, help="Client-side limit on API requests per second [default 100]."
-        ),
-        click.option("--concurrency", type=int, help="Calls processed at once [default 32]."),
-        click.option(
+        setting_option("--concurrency", setting="concurrency", type=int, help="Calls processed at once."),
+        setting_option(
             "--recording-wait",
-            "recording_wait_s",
+            setting="recording_wait_s",
             type=float,
-            help="Seconds to keep polling a recording that is not ready (425) before reporting it "
-            "pending [default 120].",
+            help="Seconds to keep polling a recording that is not ready (425) before reporting it pending.",
         ),
-        click.option(
+        setting_option(
             "--recording-give-up-days",
-            "recording_give_up_days",
+            setting="recording_give_up_days",
             type=float,
             help="Days after a recording was first found pending to stop keeping its day open for it; "
-            "it is then archived as unavailable [default 7].",
+            "it is then archived as unavailable.",
         ),
-        click.option(
+        setting_option(
             "--config",
-            "config_file",
+            setting="config_file",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="TOML config file [env ARCHIVER_CONFIG].",
+            help="TOML config file.",
         ),
         click.option(
             "--log-format",
@@ -93,8 +120,6 @@ def settings_options(func: F) -> F:
             show_default=True,
             help="The run summary on stdout: for people, or one JSON object for schedulers and scripts.",
         ),
-        # Fault tests only: SIGKILL this process at a precise storage write (see etl/crashpoints.py).
-        click.option("--crash-at", hidden=True),
         click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"]),
@@ -132,21 +157,28 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.backfill(first, last), flags["crash_at"])
+    summary = _run(settings, lambda archiver: archiver.backfill(first, last))
     _finish(settings, summary, flags["summary_format"])
 
 
 @main.command()
-@click.option(
+@setting_option(
     "--since",
+    setting="since",
     type=click.DateTime(["%Y-%m-%d"]),
-    help="Where the history starts, for a first sync into an empty destination [env ARCHIVER_SINCE].",
+    help="Where the history starts, for a first sync into an empty destination.",
 )
-@click.option(
-    "--refresh-days", type=float, help="Days after which a partition stops being revisited [default 2]."
+@setting_option(
+    "--refresh-days",
+    setting="refresh_days",
+    type=float,
+    help="Days after which a partition stops being revisited.",
 )
-@click.option(
-    "--lock-wait", "lock_wait_s", type=float, help="Seconds to wait for a partition another run holds."
+@setting_option(
+    "--lock-wait",
+    setting="lock_wait_s",
+    type=float,
+    help="Seconds to wait for a partition another run holds; 0 skips it.",
 )
 @settings_options
 def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
@@ -162,16 +194,16 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.sync(settings.since), flags["crash_at"])
+    summary = _run(settings, lambda archiver: archiver.sync(settings.since))
     _finish(settings, summary, flags["summary_format"])
 
 
 @main.command()
-@click.option("--dest", help="s3://bucket/prefix or a local directory [env ARCHIVE_DEST; default ./archive].")
+@setting_option("--dest", setting="dest", help="s3://bucket/prefix or a local directory.")
 def status(dest: str | None) -> None:
     """Show what the archive's state says: partitions final and open, pending work, the last run, lag."""
     try:
-        destination = load_destination(dest, os.environ)
+        destination = load_destination(_typed_flags({"dest": dest}).get("dest"), os.environ)
         click.echo(format_status(read_status(open_storage(destination)), destination))
     except (StorageError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -207,12 +239,28 @@ def simulate(ctx: click.Context) -> None:
 
 
 # Options that steer this invocation only, not the archiver's settings.
-_NOT_SETTINGS = frozenset({"crash_at", "summary_format"})
+_NOT_SETTINGS = frozenset({"summary_format"})
+
+
+def _typed_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Only the values typed on the command line; click's environment values and defaults are dropped.
+
+    They are the same values `load_settings` finds itself, but a value click took from the environment
+    must keep the environment's rank: an explicit `--api-key-file` beats an inherited
+    ULTRAVOX_API_KEY, an inherited ULTRAVOX_API_KEY_FILE does not.
+    """
+    ctx = click.get_current_context()
+    return {
+        name: value
+        for name, value in flags.items()
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
 
 
 def _settings_or_exit(flags: dict[str, Any]) -> Settings:
+    given = {k: v for k, v in _typed_flags(flags).items() if k not in _NOT_SETTINGS}
     try:
-        return load_settings({k: v for k, v in flags.items() if k not in _NOT_SETTINGS}, os.environ)
+        return load_settings(given, os.environ)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -220,19 +268,25 @@ def _settings_or_exit(flags: dict[str, Any]) -> Settings:
 
 def open_destination(settings: Settings) -> Storage:
     try:
-        return open_storage(settings.dest)
+        storage = open_storage(settings.dest)
+        if isinstance(storage, LocalStorage):
+            # A run killed mid-write leaves its temp files behind; only old ones go, as a younger
+            # one may belong to a run writing now. (S3 keeps no partial objects to clean up.)
+            removed = cleanup_stale_temp_files(storage)
+            if removed:
+                log.info("stale temp files removed", extra={"count": removed, "dest": storage.uri})
+        return storage
     except StorageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FATAL)
 
 
-def _run(
-    settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]], crash_at: str | None = None
-) -> RunSummary:
+def _run(settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]]) -> RunSummary:
     release_memory_promptly()
     storage = open_destination(settings)
-    if crash_at:
-        storage = CrashingStorage(storage, CrashPoint.parse(crash_at))
+    hooks = click.get_current_context().find_object(RunHooks)
+    if hooks is not None and hooks.wrap_storage is not None:
+        storage = hooks.wrap_storage(storage)
     progress = progress_for(sys.stderr)
 
     try:

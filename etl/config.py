@@ -1,17 +1,21 @@
 """Settings, built and validated once: flags, then environment variables, then an optional config file.
 
-Nothing else in the package reads `os.environ` (AWS settings excepted: boto3 reads the standard AWS
-chain itself, and we deliberately offer no flags of our own for it).
+`Settings` holds every default and its field types say how a value from the environment or a TOML
+file is converted. Nothing else in the package reads `os.environ` for a setting: the CLI hands the
+environment over (click also shows and checks the variables of ENV_VARS, but passes on only the
+values typed on the command line). AWS settings are the exception: boto3 reads the standard AWS
+chain itself, and we deliberately offer no flags of our own for it.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
@@ -122,7 +126,7 @@ def load_settings(
     """
     given_flags = {k: v for k, v in flags.items() if v is not None}
     file_path = config_file or _path_or_none(
-        given_flags.pop("config_file", None) or env.get("ARCHIVER_CONFIG")
+        given_flags.pop("config_file", None) or env.get(ENV_VARS["config_file"])
     )
     from_file = _read_config_file(file_path) if file_path else {}
     from_env = {name: env[var] for name, var in ENV_VARS.items() if var in env and env[var] != ""}
@@ -142,26 +146,26 @@ def load_settings(
     unknown = set(merged) - _SETTING_NAMES
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+    values = {name: _coerce(name, value) for name, value in merged.items()}
+    if "api_base_url" in values:
+        # Paths are joined onto it with a "/" of their own.
+        values["api_base_url"] = values["api_base_url"].rstrip("/")
+    return Settings(**values)
+
+
+def setting_defaults() -> dict[str, Any]:
+    """The default of every setting that has one, as `Settings` declares it (for `--help`)."""
+    return {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
 
 
 def load_destination(flag: str | None, env: Mapping[str, str], *, config_file: Path | None = None) -> str:
     """Only the destination, for commands that read the archive and need no API key."""
     if flag:
         return flag
-    if env.get("ARCHIVE_DEST"):
-        return env["ARCHIVE_DEST"]
-    path = config_file or _path_or_none(env.get("ARCHIVER_CONFIG"))
+    if env.get(ENV_VARS["dest"]):
+        return env[ENV_VARS["dest"]]
+    path = config_file or _path_or_none(env.get(ENV_VARS["config_file"]))
     return str(_read_config_file(path).get("dest", DEFAULT_DEST)) if path else DEFAULT_DEST
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"since must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _path_or_none(value: object) -> Path | None:
@@ -192,41 +196,54 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in section.items()}
 
 
-_NUMBER_FIELDS_INT = {
-    "concurrency",
-    "download_concurrency",
-    "page_size",
-    "message_page_size",
-    "max_attempts",
-    "recording_url_refreshes",
+def _date(value: Any) -> date:
+    # A TOML date arrives as a date already; the environment and flags give text.
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(str(value))
+
+
+# How a value from a flag, the environment or a TOML file becomes each type a setting may have, and
+# how a bad value is described in the error.
+_CONVERTERS: dict[type, tuple[Callable[[Any], Any], str]] = {
+    int: (int, "a whole number"),
+    float: (float, "a number"),
+    str: (str, "text"),
+    Path: (Path, "a path"),
+    date: (_date, "a date YYYY-MM-DD"),
+    Secret: (_secret, "a secret"),
 }
-_NUMBER_FIELDS_FLOAT = {
-    "max_rps",
-    "request_timeout_s",
-    "retry_initial_s",
-    "retry_max_s",
-    "recording_wait_s",
-    "recording_give_up_days",
-    "recording_poll_initial_s",
-    "recording_poll_max_s",
-    "refresh_days",
-    "lease_ttl_s",
-    "lock_wait_s",
-}
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    convert: Callable[[Any], Any]
+    what: str
+    optional: bool
+
+
+def _conversion(name: str, annotation: Any) -> _Conversion:
+    """How to convert values for a field of this type (`X` or `X | None`)."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    kinds = [arg for arg in args if arg is not type(None)]
+    if len(kinds) != 1 or kinds[0] not in _CONVERTERS:
+        # Fails at import, not for the first user who sets it: a new kind of field needs a converter.
+        raise TypeError(f"Settings.{name}: no converter for {annotation!r}")
+    convert, what = _CONVERTERS[kinds[0]]
+    return _Conversion(convert, what, optional=len(kinds) < len(args))
+
+
+_CONVERSIONS = {name: _conversion(name, kind) for name, kind in get_type_hints(Settings).items()}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    conversion = _CONVERSIONS[name]
+    if value is None and conversion.optional:
+        return None
     try:
-        if name in _NUMBER_FIELDS_INT:
-            return int(value)
-        if name in _NUMBER_FIELDS_FLOAT:
-            return float(value)
+        return conversion.convert(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if name == "spool_dir":
-        return Path(value)
-    if name == "since":
-        return _date(value)
-    if name in ("api_base_url", "dest"):
-        return str(value).rstrip("/") if name == "api_base_url" else str(value)
-    return value
+        # Never a secret here: _secret cannot fail, so no key reaches this message.
+        raise ConfigError(f"{name} must be {conversion.what}, got {value!r}") from None

@@ -16,6 +16,10 @@ class ConfigError(ArchiverError):
     """Settings are missing or invalid; the run cannot start."""
 
 
+class ContractError(ArchiverError):
+    """A table contract is missing or malformed: the installation is broken, nothing can be written."""
+
+
 class RetriableError(ArchiverError):
     """A failure that may succeed if tried again: 429, 5xx, timeouts, connection resets."""
 

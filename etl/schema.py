@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl.errors import ArchiverError
+from etl.errors import ContractError
 
 # The small type vocabulary a contract may use. Kept deliberately short: every type here must map
 # cleanly onto Parquet and onto each warehouse in etl.ddl.
@@ -35,10 +35,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 _PARTITION_TYPES = frozenset({"date", "string"})
 # snake_case only: every warehouse accepts it unquoted and case-folding cannot change it.
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
-
-
-class ContractError(ArchiverError):
-    """A table contract is missing or malformed: the installation is broken, nothing can be written."""
 
 
 @dataclass(frozen=True)

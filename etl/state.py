@@ -17,7 +17,6 @@ from typing import Any
 
 from etl.errors import ConfigError
 
-STATE_PREFIX = "_state/"
 MANIFEST_PREFIX = "_state/partitions/"
 OPEN_PREFIX = "_state/open/"
 MANIFEST_FORMAT = 1

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 from click.testing import CliRunner
 from support.archive_truth import read_archive
 
-from etl.cli import main
+from etl.cli import RunHooks, main
 from etl.simulator.process import running_simulator
+from etl.storage import Storage
 
 
 def test_demo_archives_the_simulated_account_locally(tmp_path: Path) -> None:
@@ -69,3 +74,88 @@ def test_summary_as_json_for_schedulers(tmp_path: Path) -> None:
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["complete"] is True
     assert summary["calls_archived"] + summary["calls_underway"] == 8
+
+
+def test_an_explicit_key_file_beats_the_inherited_key_and_an_inherited_key_file_does_not(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "key"
+    with running_simulator(calls=3, seed=5, days=1) as sim:
+        key_file.write_text(sim.api_key + "\n")
+        # click reads ULTRAVOX_API_KEY_FILE too, but a value from the environment keeps its rank.
+        env = {
+            "ULTRAVOX_API_KEY": "wrong." + "z" * 32,
+            "ULTRAVOX_API_KEY_FILE": str(key_file),
+            "ULTRAVOX_API_BASE_URL": sim.api_base_url,
+        }
+        args = ["backfill", "--since", sim.since, "--until", sim.until, "--log-level", "error"]
+        inherited = CliRunner().invoke(main, [*args, "--dest", str(tmp_path / "a")], env=env)
+        explicit = CliRunner().invoke(
+            main, [*args, "--dest", str(tmp_path / "b"), "--api-key-file", str(key_file)], env=env
+        )
+        finished = sum(not call["underway"] for call in sim.truth(messages=False))
+    assert inherited.exit_code == 3, inherited.output  # the inherited key was used, and rejected
+    assert explicit.exit_code == 0, explicit.output
+    assert len(read_archive(str(tmp_path / "b")).calls) == finished > 0
+
+
+def test_a_run_into_a_directory_removes_stale_temp_files_and_keeps_fresh_ones(tmp_path: Path) -> None:
+    dest = tmp_path / "archive"
+    (dest / "recordings").mkdir(parents=True)
+    stale, fresh = dest / "recordings" / ".tmp-killed-run", dest / ".tmp-writing-now"
+    stale.write_bytes(b"left by a run killed mid-write")
+    fresh.write_bytes(b"another run's write in progress")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    with running_simulator(calls=3, seed=5, days=1) as sim:
+        env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
+        args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(dest)]
+        result = CliRunner().invoke(main, [*args, "--log-level", "error"], env=env)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+class _CountingStorage:
+    """Passes everything through to the destination and counts the writes by top-level prefix."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.puts: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        self.puts[key.split("/")[0]] += 1
+        return self.inner.put_bytes(key, data, content_type=content_type)
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> str:
+        self.puts[key.split("/")[0]] += 1
+        return self.inner.put_file(key, path, content_type=content_type)
+
+    def put_bytes_if(self, key: str, data: bytes, **conditions: Any) -> str:
+        self.puts[key.split("/")[0]] += 1
+        return self.inner.put_bytes_if(key, data, **conditions)
+
+
+def test_a_program_embedding_the_cli_can_wrap_the_destination(tmp_path: Path) -> None:
+    wrapped: list[_CountingStorage] = []
+
+    def wrap(storage: Storage) -> Storage:
+        wrapped.append(_CountingStorage(storage))
+        return cast(Storage, wrapped[-1])
+
+    with running_simulator(calls=3, seed=5, days=1) as sim:
+        env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
+        args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(tmp_path / "a")]
+        result = CliRunner().invoke(
+            main, [*args, "--log-level", "error"], env=env, obj=RunHooks(wrap_storage=wrap)
+        )
+    assert result.exit_code == 0, result.output
+    (counting,) = wrapped
+    # Every file the archive holds was written through the wrapper.
+    archived = {path.relative_to(tmp_path / "a").parts[0] for path in (tmp_path / "a").rglob("*.*")}
+    assert archived >= {"calls", "messages", "_runs"}
+    assert {prefix for prefix, count in counting.puts.items() if count} >= archived
+    assert counting.puts["_runs"] == 1

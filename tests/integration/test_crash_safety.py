@@ -1,10 +1,11 @@
 """SIGKILL at 23 moments of a sync; each time the next run completes the job and the archive is
 identical (same rows, same audio checksums) to an uninterrupted run's, and equals the ground truth.
 
-Moments come two ways. Storage moments are exact: the hidden `--crash-at put:PREFIX:N` makes the
-process SIGKILL itself right before its Nth write under PREFIX (recordings, Parquet files, manifests,
-open markers, leases, run records). API moments are taken from outside: the test watches the
-simulator's request counters and SIGKILLs the process once it has made N requests of a kind.
+Moments come two ways. Storage moments are exact: a crash point `put:PREFIX:N` runs the CLI through
+tests/support/crashing_archiver.py, which makes the process SIGKILL itself right before its Nth
+write under PREFIX (recordings, Parquet files, manifests, open markers, leases, run records). API
+moments are taken from outside: the test watches the simulator's request counters and SIGKILLs the
+process once it has made N requests of a kind.
 """
 
 from __future__ import annotations
@@ -110,9 +111,7 @@ def test_killed_at_storage_moments(
 ) -> None:
     def one(moment: str) -> None:
         bucket = _new_bucket("s")
-        killed = run(
-            account, f"s3://{bucket}/a", config, "sync", "--since", account.since, "--crash-at", moment
-        )
+        killed = run(account, f"s3://{bucket}/a", config, "sync", "--since", account.since, crash_at=moment)
         assert killed.code == SIGKILLED, f"{moment} was never reached:\n{killed.output}"
         _finish_and_compare(account, config, s3_endpoint, bucket, reference, moment)
 

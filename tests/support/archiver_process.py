@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from support import crashing_archiver
+
 from etl.simulator.process import SimulatorHandle
 
 
@@ -28,9 +30,13 @@ def archiver_env(sim: SimulatorHandle, dest: str, config: Path) -> dict[str, str
     return env
 
 
-def start(sim: SimulatorHandle, dest: str, config: Path, *args: str) -> subprocess.Popen[str]:
+def start(
+    sim: SimulatorHandle, dest: str, config: Path, *args: str, crash_at: str | None = None
+) -> subprocess.Popen[str]:
+    """`crash_at` (put|delete:PREFIX:N) runs the CLI through the test entry point that SIGKILLs there."""
+    entry = ["-m", "etl"] if crash_at is None else [crashing_archiver.__file__, crash_at]
     return subprocess.Popen(
-        [sys.executable, "-m", "etl", *args, "--log-format", "json"],
+        [sys.executable, *entry, *args, "--log-format", "json"],
         env=archiver_env(sim, dest, config),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -38,8 +44,15 @@ def start(sim: SimulatorHandle, dest: str, config: Path, *args: str) -> subproce
     )
 
 
-def run(sim: SimulatorHandle, dest: str, config: Path, *args: str, timeout_s: float = 120) -> Finished:
-    process = start(sim, dest, config, *args)
+def run(
+    sim: SimulatorHandle,
+    dest: str,
+    config: Path,
+    *args: str,
+    crash_at: str | None = None,
+    timeout_s: float = 120,
+) -> Finished:
+    process = start(sim, dest, config, *args, crash_at=crash_at)
     output, _ = process.communicate(timeout=timeout_s)
     return Finished(process.returncode, output)
 

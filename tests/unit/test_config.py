@@ -1,8 +1,9 @@
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from etl.config import load_settings
+from etl.config import load_settings, setting_defaults
 from etl.errors import ConfigError
 from etl.secrets import Secret
 
@@ -85,3 +86,56 @@ def test_recording_give_up_days_from_env_and_flag() -> None:
     assert load_settings({"recording_give_up_days": 0.0}, env).recording_give_up_days == 0.0
     with pytest.raises(ConfigError, match="recording-give-up-days"):
         load_settings({"recording_give_up_days": -1.0}, env)
+
+
+def test_values_from_env_and_file_take_each_field_type(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    # TOML gives numbers and dates their own types; the environment gives text.
+    config.write_text(f'spool_dir = "{tmp_path}"\nsince = 2026-01-05\npage_size = 50\nretry_max_s = 3\n')
+    env = {
+        "ULTRAVOX_API_KEY": KEY,
+        "ARCHIVER_CONCURRENCY": "7",
+        "ARCHIVER_LOCK_WAIT_S": "2.5",
+        "ULTRAVOX_API_BASE_URL": "http://127.0.0.1:9/api/",
+    }
+    settings = load_settings({"config_file": config}, env)
+    assert settings.concurrency == 7 and isinstance(settings.concurrency, int)
+    assert settings.lock_wait_s == 2.5
+    assert settings.page_size == 50
+    assert settings.retry_max_s == 3.0 and isinstance(settings.retry_max_s, float)
+    assert settings.spool_dir == tmp_path
+    assert settings.since == date(2026, 1, 5)
+    assert settings.api_base_url == "http://127.0.0.1:9/api"
+    assert load_settings({}, {**env, "ARCHIVER_SINCE": "2026-02-01"}).since == date(2026, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ARCHIVER_CONCURRENCY": "4.5"}, "concurrency must be a whole number, got '4.5'"),
+        ({"ARCHIVER_MAX_RPS": "fast"}, "max_rps must be a number, got 'fast'"),
+        ({"ARCHIVER_SINCE": "01/02/2026"}, "since must be a date YYYY-MM-DD, got '01/02/2026'"),
+    ],
+)
+def test_a_bad_value_names_the_setting_and_the_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {"ULTRAVOX_API_KEY": KEY, **env})
+    assert str(caught.value) == message
+
+
+def test_a_bad_value_in_the_file_names_the_setting(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[archiver]\nmax_attempts = "many"\n')
+    with pytest.raises(ConfigError, match="max_attempts must be a whole number, got 'many'"):
+        load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
+    config.write_text("[archiver]\nspool_dir = 3\n")
+    with pytest.raises(ConfigError, match="spool_dir must be a path, got 3"):
+        load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
+
+
+def test_defaults_are_the_ones_settings_declares() -> None:
+    defaults = setting_defaults()
+    assert "api_key" not in defaults  # required: there is no default key
+    settings = load_settings({}, {"ULTRAVOX_API_KEY": KEY})
+    assert {name: getattr(settings, name) for name in defaults} == defaults
+    assert defaults["max_rps"] == 100.0 and defaults["since"] is None

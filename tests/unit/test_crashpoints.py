@@ -1,6 +1,6 @@
 import pytest
+from support.crashing_archiver import CrashPoint
 
-from etl.crashpoints import CrashPoint
 from etl.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from etl.schema import ContractError, contracts_dir, load_table_schema, parse_contract, table_names
+from etl.errors import ContractError
+from etl.schema import contracts_dir, load_table_schema, parse_contract, table_names
 
 CALLS_COLUMNS = [
     "call_id",

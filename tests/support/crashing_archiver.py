@@ -1,19 +1,24 @@
-"""Deterministic crash points for fault tests: a storage wrapper that SIGKILLs its own process.
+"""The archiver's real CLI, with a destination that SIGKILLs its own process at a chosen write.
 
-`--crash-at put:messages/:2` kills the process right before its second write of a key under
-`messages/` (`delete:` counts deletions). It is a real SIGKILL, sent at a precise moment: no cleanup
-runs, exactly as when the node is drained or the container is OOM-killed. Hidden from `--help`.
+    python tests/support/crashing_archiver.py put:messages/:2 sync --since 2026-01-01 ...
+
+runs `ultravox-archiver sync --since 2026-01-01 ...` and kills the process right before its second
+write of a key under `messages/` (`delete:` counts deletions). It is a real SIGKILL, sent at a
+precise moment: no cleanup runs, exactly as when the node is drained or the container is OOM-killed.
+The crash tests need it; the installed package knows nothing of it (it only offers `RunHooks`).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from etl.cli import RunHooks, main
 from etl.errors import ConfigError
 from etl.storage.base import ObjectInfo, Storage
 
@@ -29,7 +34,7 @@ class CrashPoint:
         operation, _, rest = spec.partition(":")
         prefix, _, occurrence = rest.rpartition(":")
         if operation not in ("put", "delete") or not occurrence.isdigit() or int(occurrence) < 1:
-            raise ConfigError(f"--crash-at takes put|delete:PREFIX:N, got {spec!r}")
+            raise ConfigError(f"a crash point is put|delete:PREFIX:N, got {spec!r}")
         return cls(operation, prefix, int(occurrence))
 
 
@@ -99,3 +104,15 @@ class CrashingStorage:
     def delete_if(self, key: str, etag: str) -> None:
         self._maybe_crash("delete", key)
         self._inner.delete_if(key, etag)
+
+
+def run_cli(argv: list[str]) -> None:
+    """`argv` is the crash point, then the archiver's command line."""
+    spec, *args = argv
+    point = CrashPoint.parse(spec)
+    hooks = RunHooks(wrap_storage=lambda storage: CrashingStorage(storage, point))
+    main.main(args, prog_name="ultravox-archiver", obj=hooks)
+
+
+if __name__ == "__main__":
+    run_cli(sys.argv[1:])

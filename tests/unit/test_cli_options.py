@@ -1,0 +1,72 @@
+"""The CLI's options and etl.config stay one source: each option names the environment variable and
+shows the default `Settings` has, and the README's settings table says the same."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from etl.cli import main
+from etl.config import ENV_VARS, setting_defaults
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+_ROW = re.compile(r"^\| `(--[a-z-]+)`(?: \((\w+)\))? \| ([^|]*) \| ([^|]*) \|", re.MULTILINE)
+
+
+def options(command: str) -> dict[str, click.Option]:
+    params = main.commands[command].params
+    return {opt: p for p in params if isinstance(p, click.Option) for opt in p.opts}
+
+
+def test_every_setting_option_names_its_env_var_and_shows_the_settings_default() -> None:
+    defaults = setting_defaults()
+    for command in ("backfill", "sync", "status"):
+        for option in options(command).values():
+            assert option.name is not None
+            if command == "backfill" and option.name in ("since", "until"):
+                continue  # the window to archive, not the `since` setting of a first sync
+            if option.name in ENV_VARS:
+                assert option.envvar == ENV_VARS[option.name], option.name
+                assert option.show_envvar
+            if defaults.get(option.name) is not None:
+                assert option.default == defaults[option.name], option.name
+                assert option.show_default
+
+
+def test_only_the_key_and_the_download_concurrency_have_no_option() -> None:
+    envvars = {option.envvar for option in options("sync").values()}
+    # The key never goes on a command line (ps shows it); downloads rarely need tuning.
+    assert set(ENV_VARS.values()) - envvars == {"ULTRAVOX_API_KEY", "ARCHIVER_DOWNLOAD_CONCURRENCY"}
+
+
+def test_help_shows_the_env_var_and_the_default() -> None:
+    result = CliRunner().invoke(main, ["sync", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    line = next(line for line in result.output.splitlines() if "--refresh-days" in line)
+    assert "[env var: ARCHIVER_REFRESH_DAYS; default: 2.0]" in line
+    assert "--crash-at" not in result.output
+
+
+def test_the_readme_settings_table_matches_the_options() -> None:
+    rows = _ROW.findall(README.read_text())
+    assert len(rows) >= 10
+    for flag, command, env_column, default_column in rows:
+        option = options(command or "sync")[flag]
+        named = set(re.findall(r"`([A-Z_]+)`", env_column))
+        assert (option.envvar in named) if option.envvar else not named, flag
+        shown = default_column.strip().strip("`")
+        if shown == "—":
+            assert option.default is None, flag
+        elif isinstance(option.default, float):
+            assert float(shown) == option.default, flag
+        else:
+            assert shown == str(option.default), flag
+
+
+def test_no_test_only_option_is_left_in_the_cli() -> None:
+    result = CliRunner().invoke(main, ["sync", "--crash-at", "put:calls/:1"])
+    assert result.exit_code == 2
+    assert "--crash-at" in result.output and "No such option" in result.output
