@@ -8,9 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import crashing_archiver
-
 from etl.simulator.process import SimulatorHandle
+from support import crashing_archiver
 
 
 @dataclass(frozen=True)
