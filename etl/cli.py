@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from etl.config import Settings, load_destination, load_settings
 from etl.crashpoints import CrashingStorage, CrashPoint
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.parquet import release_memory_promptly
-from etl.pipeline.run import Archiver, run_archiver
+from etl.pipeline import run as pipeline
 from etl.reporting.logs import configure_logging
 from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
@@ -132,7 +132,7 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.backfill(first, last), flags["crash_at"])
+    summary = _run(settings, pipeline.backfill(first, last), flags["crash_at"])
     _finish(settings, summary, flags["summary_format"])
 
 
@@ -162,7 +162,7 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.sync(settings.since), flags["crash_at"])
+    summary = _run(settings, pipeline.sync(settings.since), flags["crash_at"])
     _finish(settings, summary, flags["summary_format"])
 
 
@@ -226,9 +226,7 @@ def open_destination(settings: Settings) -> Storage:
         sys.exit(EXIT_FATAL)
 
 
-def _run(
-    settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]], crash_at: str | None = None
-) -> RunSummary:
+def _run(settings: Settings, command: pipeline.Command, crash_at: str | None = None) -> RunSummary:
     release_memory_promptly()
     storage = open_destination(settings)
     if crash_at:
@@ -236,7 +234,7 @@ def _run(
     progress = progress_for(sys.stderr)
 
     try:
-        return asyncio.run(run_archiver(settings, storage, work, progress=progress))
+        return asyncio.run(pipeline.archive(settings, storage, command, progress=progress))
     except ArchiverError as exc:
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)

@@ -323,7 +323,7 @@ def test_settings_are_validated(tmp_path: Path) -> None:
         Leases(storage, owner="a", ttl_s=10, margin_s=10)
     with pytest.raises(ValueError, match="ttl_s"):
         Leases(storage, owner="a", ttl_s=0)
-    naive = Leases(storage, owner="a", clock=lambda: datetime(2026, 3, 2))
+    naive = Leases(storage, owner="a", ttl_s=TTL_S, clock=lambda: datetime(2026, 3, 2))
     with pytest.raises(ValueError, match="timezone-aware"):
         naive.acquire(NAME)
 
