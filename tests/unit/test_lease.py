@@ -18,7 +18,16 @@ from concurrency import race
 
 from etl.errors import LeaseLost, PreconditionFailed
 from etl.storage import LocalStorage, Storage
-from etl.storage.lease import Lease, LeaseInfo, Leases, keep_renewed, lease_key, renewing
+from etl.storage.lease import (
+    Lease,
+    LeaseInfo,
+    Leases,
+    Locked,
+    acquire_within,
+    keep_renewed,
+    lease_key,
+    renewing,
+)
 
 NAME = "calls/call_date=2026-03-02"
 KEY = lease_key(NAME)
@@ -372,3 +381,84 @@ def test_keep_renewed_stops_when_the_lease_is_lost(tmp_path: Path) -> None:
 
     assert lease.lost
     assert not lease.still_held()
+
+
+# --- waiting for a held lease ---------------------------------------------------------------------
+
+
+class Waiting:
+    """A monotonic clock and a sleep that moves it, and the lease clock, forward at once."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.monotonic_s = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.monotonic_s
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.monotonic_s += seconds
+        self.clock.advance(seconds)
+
+
+def test_acquire_within_no_wait_reports_who_holds_the_lease(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    waiting = Waiting(clock)
+
+    result = asyncio.run(
+        acquire_within(
+            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
+            NAME,
+            0.0,
+            monotonic=waiting.monotonic,
+            sleep=waiting.sleep,
+        )
+    )
+
+    assert isinstance(result, Locked)
+    assert result.describe() == "run-a until 2026-03-02T12:10:00+00:00"
+    assert waiting.sleeps == []
+    assert Locked(None).describe() == "another run"
+
+
+def test_acquire_within_wakes_up_when_the_holders_lease_expires(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    clock.advance(TTL_S - 2)  # run-a stopped renewing: its lease runs out in 2 s
+    waiting = Waiting(clock)
+
+    result = asyncio.run(
+        acquire_within(
+            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
+            NAME,
+            30.0,
+            monotonic=waiting.monotonic,
+            sleep=waiting.sleep,
+        )
+    )
+
+    assert isinstance(result, Lease) and result.owner == "run-b"
+    assert waiting.sleeps == [pytest.approx(2.05)]
+
+
+def test_acquire_within_gives_up_after_the_wait(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    waiting = Waiting(clock)
+
+    result = asyncio.run(
+        acquire_within(
+            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
+            NAME,
+            12.0,
+            monotonic=waiting.monotonic,
+            sleep=waiting.sleep,
+        )
+    )
+
+    assert isinstance(result, Locked) and result.holder is not None and result.holder.owner == "run-a"
+    # Polls at most every 5 s, and never sleeps past the end of the wait.
+    assert waiting.sleeps == [5.0, 5.0, 2.0]
