@@ -37,7 +37,7 @@ class AdmittedCall:
 
 
 class CallArchiver:
-    """Archives the calls of a run, one at a time per task; the run decides how many run at once."""
+    """Admits listed calls and archives each admitted one; how many at once is the run's business."""
 
     def __init__(
         self,

@@ -141,12 +141,7 @@ class Run:
         fetcher = RecordingFetcher(
             client,
             storage,
-            RecordingPolicy(
-                wait_s=settings.recording_wait_s,
-                poll_initial_s=settings.recording_poll_initial_s,
-                poll_max_s=settings.recording_poll_max_s,
-                url_refreshes=settings.recording_url_refreshes,
-            ),
+            _recording_policy(settings),
             spool_dir=spool_dir,
             download_slots=asyncio.Semaphore(settings.download_concurrency),
             clock=clock,
@@ -285,6 +280,15 @@ class Run:
                 extra={"call_date": day.isoformat(), "count": tombstones.unreadable},
             )
         return tombstones.deleted
+
+
+def _recording_policy(settings: Settings) -> RecordingPolicy:
+    return RecordingPolicy(
+        wait_s=settings.recording_wait_s,
+        poll_initial_s=settings.recording_poll_initial_s,
+        poll_max_s=settings.recording_poll_max_s,
+        url_refreshes=settings.recording_url_refreshes,
+    )
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -402,21 +402,18 @@ class Waiting:
         self.monotonic_s += seconds
         self.clock.advance(seconds)
 
+    def acquire(self, storage: Storage, wait_s: float) -> Lease | Locked:
+        """run-b's acquire_within on NAME."""
+        leases = Leases(storage, owner="run-b", ttl_s=TTL_S, clock=self.clock)
+        return asyncio.run(acquire_within(leases, NAME, wait_s, monotonic=self.monotonic, sleep=self.sleep))
+
 
 def test_acquire_within_no_wait_reports_who_holds_the_lease(tmp_path: Path) -> None:
     storage, clock = LocalStorage(tmp_path), FakeClock()
     assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
     waiting = Waiting(clock)
 
-    result = asyncio.run(
-        acquire_within(
-            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
-            NAME,
-            0.0,
-            monotonic=waiting.monotonic,
-            sleep=waiting.sleep,
-        )
-    )
+    result = waiting.acquire(storage, 0.0)
 
     assert isinstance(result, Locked)
     assert result.describe() == "run-a until 2026-03-02T12:10:00+00:00"
@@ -430,15 +427,7 @@ def test_acquire_within_wakes_up_when_the_holders_lease_expires(tmp_path: Path) 
     clock.advance(TTL_S - 2)  # run-a stopped renewing: its lease runs out in 2 s
     waiting = Waiting(clock)
 
-    result = asyncio.run(
-        acquire_within(
-            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
-            NAME,
-            30.0,
-            monotonic=waiting.monotonic,
-            sleep=waiting.sleep,
-        )
-    )
+    result = waiting.acquire(storage, 30.0)
 
     assert isinstance(result, Lease) and result.owner == "run-b"
     assert waiting.sleeps == [pytest.approx(2.05)]
@@ -449,15 +438,7 @@ def test_acquire_within_gives_up_after_the_wait(tmp_path: Path) -> None:
     assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
     waiting = Waiting(clock)
 
-    result = asyncio.run(
-        acquire_within(
-            Leases(storage, owner="run-b", ttl_s=TTL_S, clock=clock),
-            NAME,
-            12.0,
-            monotonic=waiting.monotonic,
-            sleep=waiting.sleep,
-        )
-    )
+    result = waiting.acquire(storage, 12.0)
 
     assert isinstance(result, Locked) and result.holder is not None and result.holder.owner == "run-a"
     # Polls at most every 5 s, and never sleeps past the end of the wait.

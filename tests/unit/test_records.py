@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from etl.errors import BadRecord
-from etl.model import RecordingOutcome, RecordingStatus
 from etl.fields import parse_duration_s, parse_timestamp
+from etl.model import RecordingOutcome, RecordingStatus
 from etl.records import (
     call_date_of,
     call_id_of,

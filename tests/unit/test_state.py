@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,42 +86,32 @@ def test_keys_name_their_day() -> None:
     assert day_from_key("_state/open/call_date=2026-13-40") is None
 
 
+def _manifest(**fields: Any) -> PartitionManifest:
+    defaults: dict[str, Any] = {
+        "call_date": D,
+        "run_id": "r0",
+        "written_at": datetime(2026, 3, 3, tzinfo=UTC),
+        "final": False,
+        "calls": 3,
+        "messages": 40,
+        "recordings_archived": 0,
+        "recording_bytes": 0,
+        "calls_kept_from_archive": 0,
+        "calls_deleted_at_source": 0,
+    }
+    return PartitionManifest(**{**defaults, **fields})
+
+
 def _legacy_manifest(failed_call_ids: list[str]) -> bytes:
     """A manifest as written before failures without a call id had a field of their own."""
-    document = json.loads(
-        PartitionManifest(
-            call_date=D,
-            run_id="r0",
-            written_at=datetime(2026, 3, 3, tzinfo=UTC),
-            final=False,
-            calls=3,
-            messages=40,
-            recordings_archived=0,
-            recording_bytes=0,
-            calls_kept_from_archive=0,
-            calls_deleted_at_source=0,
-        ).to_json()
-    )
+    document = json.loads(_manifest().to_json())
     del document["failed_kinds"]
     document["failed_call_ids"] = failed_call_ids
     return json.dumps(document).encode()
 
 
 def test_failure_kinds_round_trip_apart_from_call_ids() -> None:
-    manifest = PartitionManifest(
-        call_date=D,
-        run_id="r1",
-        written_at=datetime(2026, 3, 5, tzinfo=UTC),
-        final=False,
-        calls=1,
-        messages=0,
-        recordings_archived=0,
-        recording_bytes=0,
-        calls_kept_from_archive=0,
-        calls_deleted_at_source=0,
-        failed_call_ids=("c1",),
-        failed_kinds=("bad_record",),
-    )
+    manifest = _manifest(failed_call_ids=("c1",), failed_kinds=("bad_record",))
     document = json.loads(manifest.to_json())
     assert (document["failed_call_ids"], document["failed_kinds"]) == (["c1"], ["bad_record"])
     assert PartitionManifest.from_json(manifest.to_json()) == manifest
