@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ from click.core import ParameterSource
 from etl.config import ENV_VARS, Settings, load_destination, load_settings, setting_defaults
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.parquet import release_memory_promptly
-from etl.pipeline.run import Archiver, run_archiver
+from etl.pipeline import run as pipeline
 from etl.reporting.logs import configure_logging
 from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
@@ -157,7 +157,7 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.backfill(first, last))
+    summary = _run(settings, pipeline.backfill(first, last))
     _finish(settings, summary, flags["summary_format"])
 
 
@@ -194,7 +194,7 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
-    summary = _run(settings, lambda archiver: archiver.sync(settings.since))
+    summary = _run(settings, pipeline.sync(settings.since))
     _finish(settings, summary, flags["summary_format"])
 
 
@@ -281,7 +281,7 @@ def open_destination(settings: Settings) -> Storage:
         sys.exit(EXIT_FATAL)
 
 
-def _run(settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]]) -> RunSummary:
+def _run(settings: Settings, command: pipeline.Command) -> RunSummary:
     release_memory_promptly()
     storage = open_destination(settings)
     hooks = click.get_current_context().find_object(RunHooks)
@@ -290,7 +290,7 @@ def _run(settings: Settings, work: Callable[[Archiver], Awaitable[RunSummary]]) 
     progress = progress_for(sys.stderr)
 
     try:
-        return asyncio.run(run_archiver(settings, storage, work, progress=progress))
+        return asyncio.run(pipeline.archive(settings, storage, command, progress=progress))
     except ArchiverError as exc:
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)

@@ -10,7 +10,7 @@ import click
 import pyarrow.dataset as ds
 
 from etl.config import Settings
-from etl.pipeline.run import run_archiver
+from etl.pipeline.run import archive, backfill
 from etl.reporting.logs import configure_logging
 from etl.reporting.report import exit_code, format_summary
 from etl.secrets import Secret
@@ -46,9 +46,7 @@ def run_demo(*, calls: int, seed: int, dest: Path) -> int:
         click.echo(f"archiving {sim.since} .. {sim.until} from {sim.api_base_url} into {dest}")
         since, until = date.fromisoformat(sim.since), date.fromisoformat(sim.until)
         storage = open_storage(settings.dest)
-        summary = asyncio.run(
-            run_archiver(settings, storage, lambda archiver: archiver.backfill(since, until))
-        )
+        summary = asyncio.run(archive(settings, storage, backfill(since, until)))
 
     click.echo(format_summary(summary, str(dest)))
     _show_archive(dest)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -25,3 +26,25 @@ class RecordingOutcome:
     size_bytes: int | None = None
     sha256: str | None = None
     detail: str | None = None
+
+
+class ProblemKind(StrEnum):
+    """Why something was not archived; the values appear in `_quarantine/` lines and run records."""
+
+    BAD_RECORD = "bad_record"  # quarantined: the API sent something the tables cannot hold
+    CALL_FAILED = "call_failed"
+    RECORDING_FAILED = "recording_failed"
+    LISTING_FAILED = "listing_failed"  # a day's listing broke off: nothing of the day was published
+    LEASE_LOST = "lease_lost"  # another run took the day over: nothing of the day was published
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a published partition holds."""
+
+    calls: int
+    messages: int
+    kept_from_archive: int
+    deleted_at_source: int
+    newest_call_created: datetime | None = None
+    schema_versions: dict[str, int] = field(default_factory=dict)

@@ -16,10 +16,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from etl.errors import ConfigError
+from etl.model import ProblemKind
 
 MANIFEST_PREFIX = "_state/partitions/"
 OPEN_PREFIX = "_state/open/"
 MANIFEST_FORMAT = 1
+_PROBLEM_KINDS = frozenset(ProblemKind)
 
 
 def manifest_key(day: date) -> str:
@@ -62,10 +64,17 @@ class PartitionManifest:
     pending_recording_call_ids: tuple[str, ...] = ()
     failed_call_ids: tuple[str, ...] = ()
     newest_call_created: datetime | None = None
+    # The kind (a ProblemKind value) of each failure that has no call id to list above: a listed
+    # item without a usable callId. Each keeps the partition open, like a failed call.
+    failed_kinds: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return len(self.failed_call_ids) + len(self.failed_kinds)
 
     @property
     def open_items(self) -> int:
-        return len(self.underway_call_ids) + len(self.pending_recording_call_ids) + len(self.failed_call_ids)
+        return len(self.underway_call_ids) + len(self.pending_recording_call_ids) + self.failed
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = asdict(self)
@@ -81,6 +90,7 @@ class PartitionManifest:
     def from_json(cls, raw: bytes) -> PartitionManifest:
         data = json.loads(raw)
         newest = data.get("newest_call_created")
+        failed_call_ids, failed_kinds = _failures(data)
         return cls(
             call_date=date.fromisoformat(data["call_date"]),
             run_id=str(data["run_id"]),
@@ -95,9 +105,23 @@ class PartitionManifest:
             schema_versions={str(k): int(v) for k, v in data.get("schema_versions", {}).items()},
             underway_call_ids=tuple(data.get("underway_call_ids", ())),
             pending_recording_call_ids=tuple(data.get("pending_recording_call_ids", ())),
-            failed_call_ids=tuple(data.get("failed_call_ids", ())),
+            failed_call_ids=failed_call_ids,
             newest_call_created=datetime.fromisoformat(newest) if newest else None,
+            failed_kinds=failed_kinds,
         )
+
+
+def _failures(data: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(failed call ids, failed kinds) of a manifest document."""
+    failed = tuple(str(item) for item in data.get("failed_call_ids", ()))
+    if "failed_kinds" in data:
+        return failed, tuple(str(kind) for kind in data["failed_kinds"])
+    # Written before the kinds had a field of their own: a failure without a call id put its kind
+    # among the call ids ("bad_record"). Read it as what it is; it still counts as a failure.
+    return (
+        tuple(item for item in failed if item not in _PROBLEM_KINDS),
+        tuple(item for item in failed if item in _PROBLEM_KINDS),
+    )
 
 
 def end_of_day(day: date) -> datetime:

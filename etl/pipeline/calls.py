@@ -12,12 +12,13 @@ from typing import Any
 
 from etl import records
 from etl.api.client import ApiClient
+from etl.api.listing import messages_of_call
 from etl.api.recordings import RecordingFetcher, recording_key
 from etl.errors import ArchiverError, AuthError, BadRecord
 from etl.merge import ArchivedCall, transcript_is_reusable
-from etl.model import RecordingOutcome, RecordingStatus
+from etl.model import ProblemKind, RecordingOutcome, RecordingStatus
 from etl.pipeline.partition import Partition
-from etl.reporting.ledger import Ledger
+from etl.reporting.ledger import Ledger, PartitionBook
 from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class AdmittedCall:
 
 
 class CallArchiver:
+    """Admits listed calls and archives each admitted one; how many at once is the run's business."""
+
     def __init__(
         self,
         *,
@@ -44,7 +47,6 @@ class CallArchiver:
         fetcher: RecordingFetcher,
         ledger: Ledger,
         run_time: datetime,
-        call_slots: asyncio.Semaphore,
         message_page_size: int,
         recording_give_up: timedelta,
     ) -> None:
@@ -53,13 +55,12 @@ class CallArchiver:
         self._fetcher = fetcher
         self._ledger = ledger
         self._run_time = run_time
-        self._call_slots = call_slots
         self._message_page_size = message_page_size
         self._recording_give_up = recording_give_up
 
-    def admit(self, raw: object, partition: Partition) -> AdmittedCall | None:
+    def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
-        day = partition.day
+        day = book.day
         try:
             if not isinstance(raw, Mapping):
                 raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
@@ -72,15 +73,20 @@ class CallArchiver:
             # not store; archiving fills in only what it decides.
             row = records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
         except BadRecord as exc:
-            self._ledger.problem("bad_record", exc.reason, partition, call_id=_id_or_none(raw), raw=raw)
+            self._ledger.problem(ProblemKind.BAD_RECORD, exc.reason, book, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
-            self._ledger.underway(call_id, partition)
+            self._ledger.underway(call_id, book)
             return None
         return AdmittedCall(call_id, raw, row)
 
-    async def archive(self, admitted: AdmittedCall, partition: Partition) -> None:
-        """Archive one admitted call into `partition`; a failure costs this call only, with its reason."""
+    async def archive(
+        self, admitted: AdmittedCall, partition: Partition, book: PartitionBook, *, slot: asyncio.Semaphore
+    ) -> None:
+        """Archive one admitted call into `partition`; a failure costs this call only, with its reason.
+
+        `slot` is the call slot the caller holds for this call: lent to the recording fetch, which
+        gives it up while it waits for a recording that is not ready."""
         call_id, call = admitted.call_id, admitted.call
         archived = partition.archived.get(call_id)
         try:
@@ -91,7 +97,7 @@ class CallArchiver:
             else:
                 message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
                 message_count = len(message_rows)
-            outcome = await self._recording(call, call_id, partition, archived)
+            outcome = await self._recording(call, call_id, partition, archived, slot)
             row = records.with_outcome(
                 admitted.row,
                 outcome,
@@ -103,23 +109,26 @@ class CallArchiver:
             raise
         except BadRecord as exc:
             reason = f"call {call_id}: {exc.reason}"
-            self._ledger.problem("bad_record", reason, partition, call_id=call_id, raw=exc.record)
+            self._ledger.problem(ProblemKind.BAD_RECORD, reason, book, call_id=call_id, raw=exc.record)
             return
         except ArchiverError as exc:
-            self._ledger.problem("call_failed", f"call {call_id}: {exc}", partition, call_id=call_id)
+            self._ledger.problem(ProblemKind.CALL_FAILED, f"call {call_id}: {exc}", book, call_id=call_id)
             return
         except Exception as exc:  # a bug must cost one call, not the run; the reason is kept
             log.exception("internal error archiving a call", extra={"call_id": call_id})
             reason = f"call {call_id}: internal error {type(exc).__name__}: {exc}"
-            self._ledger.problem("call_failed", reason, partition, call_id=call_id)
+            self._ledger.problem(ProblemKind.CALL_FAILED, reason, book, call_id=call_id)
             return
         partition.add_call(row, message_rows)
-        self._ledger.archived(
-            outcome, call_id, partition, message_count, reused_transcript=message_rows is None
-        )
+        self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=message_rows is None)
 
     async def _recording(
-        self, call: Mapping[str, Any], call_id: str, partition: Partition, archived: ArchivedCall | None
+        self,
+        call: Mapping[str, Any],
+        call_id: str,
+        partition: Partition,
+        archived: ArchivedCall | None,
+        slot: asyncio.Semaphore,
     ) -> RecordingOutcome:
         if call.get("recordingEnabled") is False:
             # The call object already says so: no request needed to learn it.
@@ -130,16 +139,13 @@ class CallArchiver:
                 # Archived before with this size and checksum: the audio never changes once ready.
                 self._ledger.recording_reused()
                 return archived.recording
-        outcome = await self._fetcher.fetch(call_id, partition.day, slot=self._call_slots)
+        outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
 
     async def _fetch_messages(self, call_id: str) -> list[Any]:
         messages: list[Any] = []
-        params: dict[str, str | int] = {"mode": "in_call", "pageSize": self._message_page_size}
-        async for page in self._client.iter_pages(
-            f"calls/{call_id}/messages", params, description=f"messages of call {call_id}"
-        ):
+        async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
             messages.extend(page)
         return messages
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,17 @@ from etl.merge import (
     mark_deleted,
     read_archived_calls,
 )
+from etl.model import PublishResult
 from etl.parquet import ParquetSpool, partition_key
-from etl.schema import load_table_schema
+from etl.schema import load_table_schema, table_names
 from etl.storage.base import Storage
 
 PARTITION_FILE = "data.parquet"
 
 
-@dataclass(frozen=True)
-class PublishResult:
-    calls: int
-    messages: int
-    kept_from_archive: int
-    deleted_at_source: int
-
-
 class Partition:
+    """The data of one partition; what stays open in it is the ledger's (see PartitionBook)."""
+
     def __init__(self, day: date, spool_dir: Path) -> None:
         self.day = day
         self._spool_dir = spool_dir
@@ -54,12 +48,6 @@ class Partition:
         self.fresh_call_ids: set[str] = set()
         self._reused_transcripts: set[str] = set()
         self.newest_created: datetime | None = None
-        # What stays open in this partition after the run, for its manifest.
-        self.underway_call_ids: list[str] = []
-        self.pending_recording_call_ids: list[str] = []
-        self.failed: list[str] = []
-        self.recordings_archived = 0
-        self.recording_bytes = 0
 
     # -- before the run's work ------------------------------------------------------------------------
 
@@ -88,11 +76,6 @@ class Partition:
         self._calls.add(row)
         self.fresh_call_ids.add(call_id)
         self._track_newest([row])
-        if row["recording_status"] == "archived":
-            self.recordings_archived += 1
-            self.recording_bytes += row["recording_bytes"] or 0
-        elif row["recording_status"] == "pending":
-            self.pending_recording_call_ids.append(call_id)
 
     def kept_call_ids(self) -> set[str]:
         """Archived calls this run did not archive again: they stay, as archived."""
@@ -119,6 +102,8 @@ class Partition:
             messages=self._messages.rows_written,
             kept_from_archive=len(kept),
             deleted_at_source=deleted,
+            newest_call_created=self.newest_created,
+            schema_versions={name: load_table_schema(name).version for name in table_names()},
         )
 
     def _carry_over(self, kept: set[str], tombstones: Mapping[str, datetime]) -> int:

@@ -1,10 +1,15 @@
 """Wires the stages: plan days -> list calls -> transcripts and recordings -> rows -> partition -> state.
 
-Concurrency lives here. Days are worked on a few at a time; each listed call becomes a task once one
-of `concurrency` call slots is free, so listing never runs ahead of processing (memory stays flat
-however many calls a day has). All API requests share the client's rate limiter; storage downloads
-have their own bound. A failure inside one call is recorded against that call and the run goes on;
-only a rejected API key or an unusable destination stops everything.
+One `Run` is built per run; `backfill` and `sync` say which days it visits, `archive` opens the API
+client and runs one of them.
+
+Concurrency lives here, in three kinds of slots the run creates. Days are worked on a few at a time
+(days in flight). Each listed call becomes a task once one of `concurrency` call slots is free, so
+listing never runs ahead of processing (memory stays flat however many calls a day has); the call's
+slot is lent to its recording fetch, which gives it up while it waits for a recording that is not
+ready. Downloads from the storage host have their own bound (download slots). All API requests
+share the client's rate limiter. A failure inside one call is recorded against that call and the
+run goes on; only a rejected API key or an unusable destination stops everything.
 
 Each day is one partition, written by one run at a time: the run holds the partition's lease in the
 destination while it works, marks the partition open before writing anything, and writes the
@@ -14,337 +19,253 @@ manifest last (see `state`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from etl import records
 from etl.api.client import ApiClient, ClientOptions
+from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.config import Settings
-from etl.errors import ArchiverError, AuthError, BadRecord, StorageError
+from etl.errors import ArchiverError, AuthError, StorageError
+from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
-from etl.reporting.ledger import Ledger
-from etl.reporting.summary import RunSummary
-from etl.schema import load_table_schema, table_names
+from etl.reporting.ledger import Ledger, PartitionBook
+from etl.reporting.summary import RunSummary, run_records
 from etl.state import (
     MANIFEST_PREFIX,
     OPEN_PREFIX,
     PartitionManifest,
     day_from_key,
-    is_final,
     lease_name,
     manifest_key,
     open_marker_key,
     plan_sync,
 )
 from etl.storage.base import Storage
-from etl.storage.lease import Lease, Leases, renewing
+from etl.storage.lease import Lease, Leases, Locked, acquire_within, renewing
 
 log = logging.getLogger(__name__)
 
 _DAYS_IN_FLIGHT = 2
 
 
+# -- the commands -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a run does: its name in the run record, and how it plans the days it visits (from the
+    destination's state and today's date)."""
+
+    name: str
+    plan: Callable[[Storage, date], list[date]]
+
+
 def days_between(since: date, until: date) -> list[date]:
     return [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
 
 
-@dataclass(frozen=True)
-class RunParts:
-    """What every run of an Archiver works with, handed from the Archiver to each run."""
-
-    settings: Settings
-    client: ApiClient
-    storage: Storage
-    clock: Callable[[], float]
-    now: Callable[[], datetime]
-    progress: Callable[[RunSummary], None] | None
+def backfill(since: date, until: date) -> Command:
+    """Every day from `since` through `until`."""
+    return Command("backfill", lambda _storage, _today: days_between(since, until))
 
 
-class Archiver:
+def sync(since: date | None) -> Command:
+    """Every open partition, and every day from the newest archived one through today."""
+    return Command("sync", lambda storage, today: _plan_sync(storage, today, since))
+
+
+def _plan_sync(storage: Storage, today: date, since: date | None) -> list[date]:
+    archived = {d for d in map(day_from_key, storage.list_keys(MANIFEST_PREFIX)) if d}
+    open_days = {d for d in map(day_from_key, storage.list_keys(OPEN_PREFIX)) if d}
+    return plan_sync(archived_days=archived, open_days=open_days, today=today, since=since)
+
+
+async def archive(
+    settings: Settings,
+    storage: Storage,
+    command: Command,
+    *,
+    progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Open the API client for `settings` and a spool directory, run `command`, close both."""
+    async with ApiClient(ClientOptions.from_settings(settings)) as client:
+        with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=settings.spool_dir) as spool:
+            run = Run(settings, client=client, storage=storage, spool_dir=Path(spool), progress=progress)
+            return await run.execute(command)
+
+
+# -- one run ------------------------------------------------------------------------------------------
+
+
+class Run:
+    """One run: its summary and ledger, its slots, leases and call archiver; `execute` once."""
+
     def __init__(
         self,
         settings: Settings,
         *,
         client: ApiClient,
         storage: Storage,
+        spool_dir: Path,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[RunSummary], None] | None = None,
     ) -> None:
-        self._parts = RunParts(settings, client, storage, clock, now, progress)
-
-    async def backfill(self, since: date, until: date) -> RunSummary:
-        return await self._run("backfill", lambda: days_between(since, until))
-
-    async def sync(self, since: date | None) -> RunSummary:
-        """Every open partition, and every day from the newest archived one through today."""
-        return await self._run("sync", lambda: self._plan_sync(since))
-
-    def _plan_sync(self, since: date | None) -> list[date]:
-        storage = self._parts.storage
-        archived = {d for d in map(day_from_key, storage.list_keys(MANIFEST_PREFIX)) if d}
-        open_days = {d for d in map(day_from_key, storage.list_keys(OPEN_PREFIX)) if d}
-        today = self._parts.now().date()
-        return plan_sync(archived_days=archived, open_days=open_days, today=today, since=since)
-
-    async def _run(self, command: str, plan: Callable[[], list[date]]) -> RunSummary:
-        started = self._parts.now()
+        self._settings = settings
+        self._client = client
+        self._storage = storage
+        self._spool_dir = spool_dir
+        self._now = now
+        started = now()
         run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        summary = RunSummary(
-            run_id=run_id, command=command, since="", until="", started_at=started.isoformat()
+        self.summary = RunSummary(
+            run_id=run_id, command="", since="", until="", started_at=started.isoformat()
         )
-        spool_parent = self._parts.settings.spool_dir
-        with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=spool_parent) as spool:
-            run = _Run(self._parts, summary, Path(spool), started)
-            try:
-                # Planning reads the state; it also fails fast on a missing bucket or permissions.
-                days = await asyncio.to_thread(plan)
-                if days:
-                    summary.since, summary.until = days[0].isoformat(), days[-1].isoformat()
-                log.info("run started", extra={"run_id": run_id, "command": command, "days": len(days)})
-                await run.archive_days(days)
-            except* (AuthError, StorageError) as group:
-                # A rejected key or an unusable destination: nothing else in the run could succeed.
-                summary.fatal_error = str(_first_leaf(group))
-                log.error("run stopped", extra={"error": summary.fatal_error})
-        summary.api_requests = self._parts.client.api_requests
-        summary.rate_limited = self._parts.client.throttled
-        summary.retries = self._parts.client.retries
-        summary.finished_at = self._parts.now().isoformat()
-        await asyncio.to_thread(self._write_run_records, summary)
-        return summary
-
-    def _write_run_records(self, summary: RunSummary) -> None:
-        try:
-            if summary.problems:
-                lines = "".join(
-                    json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
-                    for problem in summary.problems
-                )
-                self._parts.storage.put_bytes(
-                    f"_quarantine/{summary.run_id}.jsonl", lines.encode(), content_type="application/x-ndjson"
-                )
-            self._parts.storage.put_bytes(
-                f"_runs/{summary.run_id}.json",
-                json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode(),
-                content_type="application/json",
-            )
-        except StorageError as exc:
-            log.error("could not write the run record", extra={"error": str(exc)})
-
-
-async def run_archiver(
-    settings: Settings,
-    storage: Storage,
-    work: Callable[[Archiver], Awaitable[RunSummary]],
-    *,
-    progress: Callable[[RunSummary], None] | None = None,
-) -> RunSummary:
-    """Open the API client for `settings`, hand an Archiver to `work` (a backfill or a sync), close."""
-    async with ApiClient(ClientOptions.from_settings(settings)) as client:
-        return await work(Archiver(settings, client=client, storage=storage, progress=progress))
-
-
-class _Run:
-    """The state of one run: shared slots, the fetcher, the summary it fills in."""
-
-    def __init__(self, parts: RunParts, summary: RunSummary, spool_dir: Path, started: datetime) -> None:
-        settings = parts.settings
-        self.settings = settings
-        self.client = parts.client
-        self.storage = parts.storage
-        self.now = parts.now
-        self.summary = summary
-        self.ledger = Ledger(summary, parts.progress)
-        self.spool_dir = spool_dir
-        self.call_slots = asyncio.Semaphore(settings.concurrency)
-        self.leases = Leases(
-            self.storage,
-            owner=f"{summary.run_id}@{socket.gethostname()}",
-            ttl_s=settings.lease_ttl_s,
-            clock=parts.now,
+        self._ledger = Ledger(self.summary, progress)
+        self._leases = Leases(
+            storage, owner=f"{run_id}@{socket.gethostname()}", ttl_s=settings.lease_ttl_s, clock=now
         )
+        self._day_slots = asyncio.Semaphore(_DAYS_IN_FLIGHT)
+        self._call_slots = asyncio.Semaphore(settings.concurrency)
         fetcher = RecordingFetcher(
-            self.client,
-            self.storage,
-            RecordingPolicy(
-                wait_s=settings.recording_wait_s,
-                poll_initial_s=settings.recording_poll_initial_s,
-                poll_max_s=settings.recording_poll_max_s,
-                url_refreshes=settings.recording_url_refreshes,
-            ),
+            client,
+            storage,
+            _recording_policy(settings),
             spool_dir=spool_dir,
             download_slots=asyncio.Semaphore(settings.download_concurrency),
-            clock=parts.clock,
+            clock=clock,
         )
-        self.calls = CallArchiver(
-            client=self.client,
-            storage=self.storage,
+        self._calls = CallArchiver(
+            client=client,
+            storage=storage,
             fetcher=fetcher,
-            ledger=self.ledger,
+            ledger=self._ledger,
             run_time=started,
-            call_slots=self.call_slots,
             message_page_size=settings.message_page_size,
             recording_give_up=timedelta(days=settings.recording_give_up_days),
         )
 
-    async def archive_days(self, days: list[date]) -> None:
-        day_slots = asyncio.Semaphore(_DAYS_IN_FLIGHT)
+    async def execute(self, command: Command) -> RunSummary:
+        summary = self.summary
+        summary.command = command.name
+        try:
+            # Planning reads the state; it also fails fast on a missing bucket or permissions.
+            days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
+            if days:
+                summary.since, summary.until = days[0].isoformat(), days[-1].isoformat()
+            log.info(
+                "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
+            )
+            async with asyncio.TaskGroup() as group:
+                for day in days:
+                    group.create_task(self._archive_day(day))
+        except* (AuthError, StorageError) as group:
+            # A rejected key or an unusable destination: nothing else in the run could succeed.
+            summary.fatal_error = str(_first_leaf(group))
+            log.error("run stopped", extra={"error": summary.fatal_error})
+        summary.api_requests = self._client.api_requests
+        summary.rate_limited = self._client.throttled
+        summary.retries = self._client.retries
+        summary.finished_at = self._now().isoformat()
+        await asyncio.to_thread(self._write_run_records)
+        return summary
 
-        async def one_day(day: date) -> None:
-            async with day_slots:
-                await self.archive_day(day)
-
-        async with asyncio.TaskGroup() as group:
-            for day in days:
-                group.create_task(one_day(day))
+    def _write_run_records(self) -> None:
+        try:
+            for key, body, content_type in run_records(self.summary):
+                self._storage.put_bytes(key, body, content_type=content_type)
+        except StorageError as exc:
+            log.error("could not write the run record", extra={"error": str(exc)})
 
     # -- one partition --------------------------------------------------------------------------------
 
-    async def archive_day(self, day: date) -> None:
-        lease = await self._acquire(day)
-        if lease is None:
-            return
-        try:
-            async with renewing(lease, every_s=self.settings.lease_ttl_s / 3):
-                await self._archive_leased_day(day, lease)
-        finally:
-            await asyncio.to_thread(lease.release)
-
-    async def _acquire(self, day: date) -> Lease | None:
-        name = lease_name(day)
-        deadline = time.monotonic() + self.settings.lock_wait_s
-        while True:
-            lease = await asyncio.to_thread(self.leases.acquire, name)
-            if lease is not None:
-                return lease
-            holder = await asyncio.to_thread(self.leases.holder, name)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                who = f"{holder.owner} until {holder.expires_at.isoformat()}" if holder else "another run"
-                self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {who})")
-                log.warning(
-                    "partition locked by another run", extra={"call_date": day.isoformat(), "by": who}
-                )
-                return None
-            # Wake up when the holder's lease would expire (a killed run stops renewing it).
-            until_expiry = (holder.expires_at - self.now()).total_seconds() if holder else 0.0
-            await asyncio.sleep(min(max(until_expiry + 0.05, 0.1), 5.0, remaining))
+    async def _archive_day(self, day: date) -> None:
+        async with self._day_slots:
+            lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
+            if isinstance(lease, Locked):
+                self._ledger.partition_locked(day, lease.describe())
+                return
+            try:
+                async with renewing(lease):
+                    await self._archive_leased_day(day, lease)
+            finally:
+                await asyncio.to_thread(lease.release)
 
     async def _archive_leased_day(self, day: date, lease: Lease) -> None:
         # Open before any data is written: a run killed from here on leaves the day for the next run.
-        await asyncio.to_thread(self.storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
-        partition = Partition(day, self.spool_dir)
+        await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
+        partition, book = Partition(day, self._spool_dir), PartitionBook(day)
         try:
-            await asyncio.to_thread(partition.load_archived, self.storage)
-            if not await self._list_and_archive(day, partition):
+            await asyncio.to_thread(partition.load_archived, self._storage)
+            if not await self._list_and_archive(partition, book):
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
             if not lease.still_held():
-                self.ledger.problem(
-                    "lease_lost", f"lost the lease on {day} before publishing; nothing written", partition
-                )
+                reason = f"lost the lease on {day} before publishing; nothing written"
+                self._ledger.problem(ProblemKind.LEASE_LOST, reason, book)
                 return
-            result = await asyncio.to_thread(partition.publish, self.storage, tombstones)
-            manifest = PartitionManifest(
-                call_date=day,
+            published = await asyncio.to_thread(partition.publish, self._storage, tombstones)
+            manifest = book.manifest(
+                published,
                 run_id=self.summary.run_id,
-                written_at=self.now(),
-                final=False,
-                calls=result.calls,
-                messages=result.messages,
-                recordings_archived=partition.recordings_archived,
-                recording_bytes=partition.recording_bytes,
-                calls_kept_from_archive=result.kept_from_archive,
-                calls_deleted_at_source=result.deleted_at_source,
-                schema_versions={name: load_table_schema(name).version for name in table_names()},
-                underway_call_ids=tuple(partition.underway_call_ids),
-                pending_recording_call_ids=tuple(partition.pending_recording_call_ids),
-                failed_call_ids=tuple(partition.failed),
-                newest_call_created=partition.newest_created,
+                written_at=self._now(),
+                refresh_window=timedelta(days=self._settings.refresh_days),
             )
             await self._write_manifest(manifest)
-            self.summary.partitions_written += 1
-            self.summary.calls_kept_from_archive += result.kept_from_archive
-            self.summary.calls_deleted_at_source += result.deleted_at_source
+            self._ledger.partition_written(manifest)
         finally:
             partition.discard()
 
     async def _write_manifest(self, manifest: PartitionManifest) -> None:
         day = manifest.call_date
-        final = is_final(
-            day,
-            underway=len(manifest.underway_call_ids),
-            pending_recordings=len(manifest.pending_recording_call_ids),
-            failed=len(manifest.failed_call_ids),
-            now=manifest.written_at,
-            refresh_window=timedelta(days=self.settings.refresh_days),
-        )
-        manifest = dataclasses.replace(manifest, final=final)
         await asyncio.to_thread(
-            self.storage.put_bytes, manifest_key(day), manifest.to_json(), content_type="application/json"
+            self._storage.put_bytes, manifest_key(day), manifest.to_json(), content_type="application/json"
         )
-        if final:
-            await asyncio.to_thread(self.storage.delete, open_marker_key(day))
-            self.summary.partitions_final += 1
-        log.info(
-            "partition written", extra={"call_date": day.isoformat(), "calls": manifest.calls, "final": final}
-        )
+        if manifest.final:
+            await asyncio.to_thread(self._storage.delete, open_marker_key(day))
 
-    async def _list_and_archive(self, day: date, partition: Partition) -> bool:
+    async def _list_and_archive(self, partition: Partition, book: PartitionBook) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
         async with asyncio.TaskGroup() as calls:
             try:
-                await self._list_day(day, partition, calls)
+                await self._list_day(partition, book, calls)
                 return True
             except AuthError:
                 raise
             except ArchiverError as exc:
-                self.ledger.problem("listing_failed", f"listing the calls of {day} failed: {exc}", partition)
+                reason = f"listing the calls of {partition.day} failed: {exc}"
+                self._ledger.problem(ProblemKind.LISTING_FAILED, reason, book)
         return False
 
-    async def _list_day(self, day: date, partition: Partition, calls: asyncio.TaskGroup) -> None:
-        params: dict[str, str | int] = {
-            "fromDate": day.isoformat(),
-            "toDate": day.isoformat(),
-            "pageSize": self.settings.page_size,
-        }
-        async for page in self.client.iter_pages("calls", params, description=f"calls of {day}"):
+    async def _list_day(self, partition: Partition, book: PartitionBook, calls: asyncio.TaskGroup) -> None:
+        slots = self._call_slots
+        async for page in calls_of_day(self._client, partition.day, page_size=self._settings.page_size):
             for raw in page:
-                call = self.calls.admit(raw, partition)
+                call = self._calls.admit(raw, book)
                 if call is None:
                     continue
-                await self.call_slots.acquire()
-                task = calls.create_task(self.calls.archive(call, partition))
-                task.add_done_callback(lambda _: self.call_slots.release())
+                await slots.acquire()
+                task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
+                task.add_done_callback(lambda _: slots.release())
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
-        """Which calls the source deleted that day, and when (`GET /api/deleted_calls`)."""
-        params: dict[str, str | int] = {"fromDate": day.isoformat(), "toDate": day.isoformat()}
-        tombstones: dict[str, datetime] = {}
+        """Which calls the source deleted that day, and when."""
+        items: list[Any] = []
         try:
-            async for page in self.client.iter_pages(
-                "deleted_calls", params, description=f"deleted calls of {day}"
-            ):
-                for item in page:
-                    try:
-                        tombstones[records.call_id_of(item)] = records.parse_timestamp(
-                            item.get("deletionTime"), field="deletionTime"
-                        )
-                    except (BadRecord, AttributeError):
-                        log.warning("unreadable tombstone skipped", extra={"call_date": day.isoformat()})
+            async for page in deleted_calls_of_day(self._client, day):
+                items.extend(page)
         except AuthError:
             raise
         except ArchiverError as exc:
@@ -352,7 +273,22 @@ class _Run:
             log.warning(
                 "could not list deleted calls", extra={"call_date": day.isoformat(), "error": str(exc)}
             )
-        return tombstones
+        tombstones = records.tombstones(items)
+        if tombstones.unreadable:
+            log.warning(
+                "unreadable tombstones skipped",
+                extra={"call_date": day.isoformat(), "count": tombstones.unreadable},
+            )
+        return tombstones.deleted
+
+
+def _recording_policy(settings: Settings) -> RecordingPolicy:
+    return RecordingPolicy(
+        wait_s=settings.recording_wait_s,
+        poll_initial_s=settings.recording_poll_initial_s,
+        poll_max_s=settings.recording_poll_max_s,
+        url_refreshes=settings.recording_url_refreshes,
+    )
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

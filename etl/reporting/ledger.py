@@ -1,7 +1,8 @@
 """The run's bookkeeping: what was archived, what is open, what failed and why.
 
 Every outcome goes through here, so the run summary, each partition's open items (its manifest) and
-the log always agree.
+the log always agree. The Ledger is the only writer of both: the summary of the run, and a
+`PartitionBook` per partition, from which the partition's manifest is made.
 """
 
 from __future__ import annotations
@@ -9,16 +10,63 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
-from etl.model import RecordingOutcome, RecordingStatus
-from etl.pipeline.partition import Partition
+from etl.model import ProblemKind, PublishResult, RecordingOutcome, RecordingStatus
 from etl.reporting.summary import Problem, RunSummary
+from etl.state import PartitionManifest, is_final
 
 log = logging.getLogger(__name__)
 
 _RAW_QUARANTINE_LIMIT = 64 * 1024
 # Problems that leave a call (or a whole day's listing) unarchived by this run.
-_FAILED_KINDS = frozenset({"call_failed", "listing_failed", "lease_lost"})
+_FAILED_KINDS = frozenset({ProblemKind.CALL_FAILED, ProblemKind.LISTING_FAILED, ProblemKind.LEASE_LOST})
+
+
+@dataclass
+class PartitionBook:
+    """What stays open in one partition after this run, and its recordings; written by the Ledger."""
+
+    day: date
+    underway_call_ids: list[str] = field(default_factory=list)
+    pending_recording_call_ids: list[str] = field(default_factory=list)
+    failed_call_ids: list[str] = field(default_factory=list)
+    # Failures without a call id (see PartitionManifest.failed_kinds).
+    failed_kinds: list[ProblemKind] = field(default_factory=list)
+    recordings_archived: int = 0
+    recording_bytes: int = 0
+
+    def manifest(
+        self, published: PublishResult, *, run_id: str, written_at: datetime, refresh_window: timedelta
+    ) -> PartitionManifest:
+        """The manifest of the partition as published, final if nothing in it is open any more."""
+        final = is_final(
+            self.day,
+            underway=len(self.underway_call_ids),
+            pending_recordings=len(self.pending_recording_call_ids),
+            failed=len(self.failed_call_ids) + len(self.failed_kinds),
+            now=written_at,
+            refresh_window=refresh_window,
+        )
+        return PartitionManifest(
+            call_date=self.day,
+            run_id=run_id,
+            written_at=written_at,
+            final=final,
+            calls=published.calls,
+            messages=published.messages,
+            recordings_archived=self.recordings_archived,
+            recording_bytes=self.recording_bytes,
+            calls_kept_from_archive=published.kept_from_archive,
+            calls_deleted_at_source=published.deleted_at_source,
+            schema_versions=dict(published.schema_versions),
+            underway_call_ids=tuple(self.underway_call_ids),
+            pending_recording_call_ids=tuple(self.pending_recording_call_ids),
+            failed_call_ids=tuple(self.failed_call_ids),
+            newest_call_created=published.newest_call_created,
+            failed_kinds=tuple(self.failed_kinds),
+        )
 
 
 class Ledger:
@@ -27,24 +75,33 @@ class Ledger:
         self._progress = progress
 
     def problem(
-        self, kind: str, reason: str, partition: Partition, *, call_id: str | None = None, raw: object = None
+        self,
+        kind: ProblemKind,
+        reason: str,
+        book: PartitionBook,
+        *,
+        call_id: str | None = None,
+        raw: object = None,
     ) -> None:
-        partition.failed.append(call_id or kind)
-        if kind == "bad_record":
+        if call_id is not None:
+            book.failed_call_ids.append(call_id)
+        else:
+            book.failed_kinds.append(kind)
+        if kind is ProblemKind.BAD_RECORD:
             self.summary.records_quarantined += 1
         elif kind in _FAILED_KINDS:
             self.summary.calls_failed += 1
         raw_json = None
         if raw is not None:
             raw_json = json.dumps(raw, ensure_ascii=False, default=str)[:_RAW_QUARANTINE_LIMIT]
-        self.summary.problems.append(Problem(kind, reason, partition.day.isoformat(), call_id, raw_json))
-        message = "recording not archived" if kind == "recording_failed" else "call not archived"
+        self.summary.problems.append(Problem(kind, reason, book.day.isoformat(), call_id, raw_json))
+        message = "recording not archived" if kind is ProblemKind.RECORDING_FAILED else "call not archived"
         log.warning(message, extra={"kind": kind, "reason": reason, "call_id": call_id})
 
-    def underway(self, call_id: str, partition: Partition) -> None:
+    def underway(self, call_id: str, book: PartitionBook) -> None:
         self.summary.calls_underway += 1
         self.summary.underway_call_ids.append(call_id)
-        partition.underway_call_ids.append(call_id)
+        book.underway_call_ids.append(call_id)
 
     def recording_reused(self) -> None:
         self.summary.recordings_reused += 1
@@ -53,7 +110,7 @@ class Ledger:
         self,
         outcome: RecordingOutcome,
         call_id: str,
-        partition: Partition,
+        book: PartitionBook,
         messages: int,
         *,
         reused_transcript: bool,
@@ -65,11 +122,14 @@ class Ledger:
         if outcome.status is RecordingStatus.ARCHIVED:
             summary.recordings_archived += 1
             summary.recording_bytes += outcome.size_bytes or 0
+            book.recordings_archived += 1
+            book.recording_bytes += outcome.size_bytes or 0
         elif outcome.status is RecordingStatus.NOT_ENABLED:
             summary.recordings_not_enabled += 1
         elif outcome.status is RecordingStatus.PENDING:
             summary.recordings_pending += 1
             summary.pending_recording_call_ids.append(call_id)
+            book.pending_recording_call_ids.append(call_id)
         elif outcome.status is RecordingStatus.UNAVAILABLE:
             # Archived as such, not a failure of this run: the source never finished it.
             summary.recordings_unavailable += 1
@@ -77,6 +137,27 @@ class Ledger:
             log.warning("recording given up on", extra={"call_id": call_id, "reason": outcome.detail})
         else:
             summary.recordings_failed += 1
-            self.problem("recording_failed", f"call {call_id}: {outcome.detail}", partition, call_id=call_id)
+            reason = f"call {call_id}: {outcome.detail}"
+            self.problem(ProblemKind.RECORDING_FAILED, reason, book, call_id=call_id)
         if self._progress is not None:
             self._progress(summary)
+
+    def partition_locked(self, day: date, holder: str) -> None:
+        self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {holder})")
+        log.warning("partition locked by another run", extra={"call_date": day.isoformat(), "by": holder})
+
+    def partition_written(self, manifest: PartitionManifest) -> None:
+        """`manifest` and the partition it describes are in place (and the open marker is gone if final)."""
+        summary = self.summary
+        summary.partitions_written += 1
+        summary.partitions_final += manifest.final
+        summary.calls_kept_from_archive += manifest.calls_kept_from_archive
+        summary.calls_deleted_at_source += manifest.calls_deleted_at_source
+        log.info(
+            "partition written",
+            extra={
+                "call_date": manifest.call_date.isoformat(),
+                "calls": manifest.calls,
+                "final": manifest.final,
+            },
+        )

@@ -75,7 +75,7 @@ def format_status(status: ArchiveStatus, dest: str) -> str:
         lines.append(
             f"    {manifest.call_date}  {manifest.calls} calls; underway {len(manifest.underway_call_ids)}, "
             f"recordings pending {len(manifest.pending_recording_call_ids)}, "
-            f"failed {len(manifest.failed_call_ids)}"
+            f"failed {manifest.failed}"
         )
     for day in status.open_without_manifest:
         lines.append(f"    {day}  started by a run that did not finish (the next sync completes it)")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from etl.model import ProblemKind
 
 
 @dataclass
 class Problem:
     """One call (or listing) that could not be archived, with the reason; written to `_quarantine/`."""
 
-    kind: str
+    kind: ProblemKind
     reason: str
     call_date: str | None = None
     call_id: str | None = None
@@ -72,3 +75,18 @@ class RunSummary:
         data = asdict(self)
         data["complete"] = self.complete
         return data
+
+
+def run_records(summary: RunSummary) -> list[tuple[str, bytes, str]]:
+    """The objects a finished run leaves in the destination, as (key, body, content type): its
+    problems, one JSON line each (if any), and the summary itself."""
+    records = []
+    if summary.problems:
+        lines = "".join(
+            json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
+            for problem in summary.problems
+        )
+        records.append((f"_quarantine/{summary.run_id}.jsonl", lines.encode(), "application/x-ndjson"))
+    body = json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode()
+    records.append((f"_runs/{summary.run_id}.json", body, "application/json"))
+    return records

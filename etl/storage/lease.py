@@ -6,10 +6,10 @@ still the one I saw". The storage (S3, or one machine's flock for a local direct
 race, so of two runs that try at once exactly one gets the lease. A lease expires `ttl_s` after its
 last renewal, so a killed run blocks a partition for at most that long.
 
-The pipeline's use: `acquire` -> work inside `renewing(lease)` -> check `lease.still_held()` right
-before publishing -> `release`. Clocks are wall clocks on different machines: `still_held` turns
-False `margin_s` before expiry, which is the allowance for skew between hosts and for the publish
-step itself.
+The pipeline's use: `acquire_within` (which waits a while for a held lease) -> work inside
+`renewing(lease)` -> check `lease.still_held()` right before publishing -> `release`. Clocks are
+wall clocks on different machines: `still_held` turns False `margin_s` before expiry, which is the
+allowance for skew between hosts and for the publish step itself.
 
 The object holds no secret: the run id, host name and process id say who holds the lease.
 """
@@ -22,8 +22,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -200,14 +201,18 @@ class Lease:
 
 
 class Leases:
-    """Acquires and inspects leases stored under `_state/leases/` in `storage`."""
+    """Acquires and inspects leases stored under `_state/leases/` in `storage`.
+
+    `ttl_s` comes from the settings (`lease_ttl_s`); `margin_s` defaults to a tenth of it. `host`
+    and `pid` default to this process's.
+    """
 
     def __init__(
         self,
         storage: Storage,
         *,
         owner: str,
-        ttl_s: float = 900.0,
+        ttl_s: float,
         margin_s: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         host: str | None = None,
@@ -310,6 +315,41 @@ class Leases:
             extra={"lease": lease_key(info.name), "how": how, "expires_at": _iso(info.expires_at)},
         )
         return Lease(self, info, etag)
+
+
+@dataclass(frozen=True)
+class Locked:
+    """`acquire_within` gave up: another run held the lease for the whole wait."""
+
+    # What the lease object said last; None when it was gone or unreadable by then.
+    holder: LeaseInfo | None
+
+    def describe(self) -> str:
+        holder = self.holder
+        return f"{holder.owner} until {holder.expires_at.isoformat()}" if holder else "another run"
+
+
+async def acquire_within(
+    leases: Leases,
+    name: str,
+    wait_s: float,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Lease | Locked:
+    """The lease on `name`, waiting up to `wait_s` seconds while another run holds it (0: one try)."""
+    deadline = monotonic() + wait_s
+    while True:
+        lease = await asyncio.to_thread(leases.acquire, name)
+        if lease is not None:
+            return lease
+        holder = await asyncio.to_thread(leases.holder, name)
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            return Locked(holder)
+        # Wake up when the holder's lease would expire (a killed run stops renewing it).
+        until_expiry = (holder.expires_at - leases.now()).total_seconds() if holder else 0.0
+        await sleep(min(max(until_expiry + 0.05, 0.1), 5.0, remaining))
 
 
 def _ours(data: bytes, info: LeaseInfo) -> bool:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from support.contracts.leases import KEY, NAME, T0, TTL_S, FakeClock, LeaseRaces
 
-from etl.storage import LocalStorage
-from etl.storage.lease import LeaseInfo, Leases, keep_renewed, renewing
+from etl.storage import LocalStorage, Storage
+from etl.storage.lease import Lease, LeaseInfo, Leases, Locked, acquire_within, keep_renewed, renewing
 
 
 class TestLocalLeases(LeaseRaces):
@@ -86,7 +86,7 @@ def test_settings_are_validated(tmp_path: Path) -> None:
         Leases(storage, owner="a", ttl_s=10, margin_s=10)
     with pytest.raises(ValueError, match="ttl_s"):
         Leases(storage, owner="a", ttl_s=0)
-    naive = Leases(storage, owner="a", clock=lambda: datetime(2026, 3, 2))
+    naive = Leases(storage, owner="a", ttl_s=TTL_S, clock=lambda: datetime(2026, 3, 2))
     with pytest.raises(ValueError, match="timezone-aware"):
         naive.acquire(NAME)
 
@@ -135,3 +135,65 @@ def test_keep_renewed_stops_when_the_lease_is_lost(tmp_path: Path) -> None:
 
     assert lease.lost
     assert not lease.still_held()
+
+
+# --- waiting for a held lease ---------------------------------------------------------------------
+
+
+class Waiting:
+    """A monotonic clock and a sleep that moves it, and the lease clock, forward at once."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.monotonic_s = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.monotonic_s
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.monotonic_s += seconds
+        self.clock.advance(seconds)
+
+    def acquire(self, storage: Storage, wait_s: float) -> Lease | Locked:
+        """run-b's acquire_within on NAME."""
+        leases = Leases(storage, owner="run-b", ttl_s=TTL_S, clock=self.clock)
+        return asyncio.run(acquire_within(leases, NAME, wait_s, monotonic=self.monotonic, sleep=self.sleep))
+
+
+def test_acquire_within_no_wait_reports_who_holds_the_lease(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    waiting = Waiting(clock)
+
+    result = waiting.acquire(storage, 0.0)
+
+    assert isinstance(result, Locked)
+    assert result.describe() == "run-a until 2026-03-02T12:10:00+00:00"
+    assert waiting.sleeps == []
+    assert Locked(None).describe() == "another run"
+
+
+def test_acquire_within_wakes_up_when_the_holders_lease_expires(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    clock.advance(TTL_S - 2)  # run-a stopped renewing: its lease runs out in 2 s
+    waiting = Waiting(clock)
+
+    result = waiting.acquire(storage, 30.0)
+
+    assert isinstance(result, Lease) and result.owner == "run-b"
+    assert waiting.sleeps == [pytest.approx(2.05)]
+
+
+def test_acquire_within_gives_up_after_the_wait(tmp_path: Path) -> None:
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    assert Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME) is not None
+    waiting = Waiting(clock)
+
+    result = waiting.acquire(storage, 12.0)
+
+    assert isinstance(result, Locked) and result.holder is not None and result.holder.owner == "run-a"
+    # Polls at most every 5 s, and never sleeps past the end of the wait.
+    assert waiting.sleeps == [5.0, 5.0, 2.0]

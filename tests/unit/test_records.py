@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from etl.errors import BadRecord
+from etl.fields import parse_duration_s, parse_timestamp
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.records import (
     call_date_of,
@@ -19,8 +20,7 @@ from etl.records import (
     message_rows,
     normalise_medium,
     normalise_role,
-    parse_duration_s,
-    parse_timestamp,
+    tombstones,
     with_outcome,
 )
 from etl.schema import load_table_schema
@@ -555,3 +555,38 @@ def test_with_outcome_fills_in_what_archiving_decided() -> None:
     row = with_outcome(admitted, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
     assert row == call_row(CALL, ARCHIVED, ARCHIVED_AT, message_count=7, last_seen_at=seen)
     assert list(row) == load_table_schema("calls").arrow_schema.names
+
+
+# --- tombstones ----------------------------------------------------------------------------------
+
+
+def test_tombstones_map_call_ids_to_their_deletion_time_in_utc() -> None:
+    parsed = tombstones(
+        [
+            {"callId": "a", "deletionTime": "2026-03-05T10:00:00Z"},
+            {"callId": "b", "deletionTime": "2026-03-05T12:00:00+02:00", "created": "2026-03-02T09:00:00Z"},
+        ]
+    )
+    assert parsed.deleted == {
+        "a": datetime(2026, 3, 5, 10, tzinfo=UTC),
+        "b": datetime(2026, 3, 5, 10, tzinfo=UTC),
+    }
+    assert parsed.unreadable == 0
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"deletionTime": "2026-03-05T10:00:00Z"},
+        {"callId": "", "deletionTime": "2026-03-05T10:00:00Z"},
+        {"callId": "c"},
+        {"callId": "c", "deletionTime": "yesterday"},
+        ["c", "2026-03-05T10:00:00Z"],
+        "c",
+        None,
+    ],
+)
+def test_unreadable_tombstones_are_counted_and_skipped(item: Any) -> None:
+    parsed = tombstones([item, {"callId": "a", "deletionTime": "2026-03-05T10:00:00Z"}])
+    assert parsed.deleted == {"a": datetime(2026, 3, 5, 10, tzinfo=UTC)}
+    assert parsed.unreadable == 1

@@ -22,12 +22,11 @@ from typing import Any
 import pytest
 
 from etl.errors import BadRecord
+from etl.fields import parse_duration_s, parse_timestamp
 from etl.records import (
     message_rows,
     normalise_medium,
     normalise_role,
-    parse_duration_s,
-    parse_timestamp,
 )
 
 CALL_ID = "6f1c2d3e-4b5a-4c6d-8e7f-901234567890"

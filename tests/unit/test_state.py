@@ -1,8 +1,12 @@
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from etl.errors import ConfigError
+from etl.reporting.status import format_status, read_status
 from etl.state import (
     PartitionManifest,
     day_from_key,
@@ -11,6 +15,7 @@ from etl.state import (
     open_marker_key,
     plan_sync,
 )
+from etl.storage import LocalStorage
 
 D = date(2026, 3, 2)
 
@@ -79,3 +84,51 @@ def test_keys_name_their_day() -> None:
     assert day_from_key(open_marker_key(D)) == D
     assert day_from_key("_state/partitions/README") is None
     assert day_from_key("_state/open/call_date=2026-13-40") is None
+
+
+def _manifest(**fields: Any) -> PartitionManifest:
+    defaults: dict[str, Any] = {
+        "call_date": D,
+        "run_id": "r0",
+        "written_at": datetime(2026, 3, 3, tzinfo=UTC),
+        "final": False,
+        "calls": 3,
+        "messages": 40,
+        "recordings_archived": 0,
+        "recording_bytes": 0,
+        "calls_kept_from_archive": 0,
+        "calls_deleted_at_source": 0,
+    }
+    return PartitionManifest(**{**defaults, **fields})
+
+
+def _legacy_manifest(failed_call_ids: list[str]) -> bytes:
+    """A manifest as written before failures without a call id had a field of their own."""
+    document = json.loads(_manifest().to_json())
+    del document["failed_kinds"]
+    document["failed_call_ids"] = failed_call_ids
+    return json.dumps(document).encode()
+
+
+def test_failure_kinds_round_trip_apart_from_call_ids() -> None:
+    manifest = _manifest(failed_call_ids=("c1",), failed_kinds=("bad_record",))
+    document = json.loads(manifest.to_json())
+    assert (document["failed_call_ids"], document["failed_kinds"]) == (["c1"], ["bad_record"])
+    assert PartitionManifest.from_json(manifest.to_json()) == manifest
+    assert (manifest.failed, manifest.open_items) == (2, 2)
+
+
+def test_an_old_manifest_with_a_kind_among_the_call_ids_reads_as_a_kind() -> None:
+    manifest = PartitionManifest.from_json(_legacy_manifest(["c1", "bad_record", "bad_record"]))
+    assert manifest.failed_call_ids == ("c1",)
+    assert manifest.failed_kinds == ("bad_record", "bad_record")
+    # Still open for exactly as many failures as before.
+    assert (manifest.failed, manifest.open_items) == (3, 3)
+    assert PartitionManifest.from_json(_legacy_manifest(["c1"])).failed_kinds == ()
+
+
+def test_status_counts_the_failures_of_old_and_new_manifests_alike(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes(manifest_key(D), _legacy_manifest(["c1", "bad_record"]))
+    text = format_status(read_status(storage, now=lambda: datetime(2026, 3, 4, tzinfo=UTC)), "dest")
+    assert f"{D}  3 calls; underway 0, recordings pending 0, failed 2" in text
