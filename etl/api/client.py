@@ -1,7 +1,7 @@
-"""The HTTP edge: the only module that sends requests (with `responses`, the only ones importing httpx).
+"""The API client: auth header, retry policy, status -> error.
 
-One `ApiClient` owns two connection pools, both httpx's own transport. The API pool sends
-`X-API-Key` and never follows redirects, so the recording endpoint's 302 cannot carry the key to the
+`ApiClient` reaches two kinds of host, both through httpx's own transport. The API pools send
+`X-API-Key` and never follow redirects, so the recording endpoint's 302 cannot carry the key to the
 storage host. The storage pool sends no Ultravox header at all. Every API request, retries included,
 first takes a slot from one shared rate limiter. One function decides what is retriable: 429, 5xx,
 timeouts and connection resets are (a reset while a body is being read included); other 4xx are not.
@@ -10,7 +10,9 @@ timeouts and connection resets are (a reset while a body is being read included)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -45,9 +47,15 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 USER_AGENT = "ultravox-archiver/0.1"
 RETRY_AFTER_CAP_S = 120.0
-# httpcore's pool scans every connection for each request, so a pool far larger than the requests
-# actually in flight (about rate x latency: 190/s x 50 ms is 10) costs CPU for nothing.
+# More connections than requests in flight (about rate x latency: 190/s x 50 ms is 10) buy nothing.
 _MAX_API_CONNECTIONS = 32
+# Pools of two connections, taken in turn, instead of one pool of 32: on every request it queues and
+# every response it closes, httpcore's pool visits each connection, asks the OS about each idle one
+# (a poll() call: did the server close it?) and counts the idle ones again for each (quadratic). At
+# the API's rate limit one pool of 32 cost 6.3-7.7 ms of CPU per request against 3.9-4.2 ms for
+# pools of two (tests/perf/bench.py --cases api); two per pool keeps a slow answer from holding up
+# the next request sent to that pool.
+_CONNECTIONS_PER_POOL = 2
 
 
 class AnswerKind(StrEnum):
@@ -115,23 +123,29 @@ class ApiClient:
         self.retries = 0
         self.throttled = 0
         timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
-        # One TLS context for both pools: loading the CA bundle costs ~20 ms each time.
+        # One TLS context for every pool: loading the CA bundle costs ~20 ms each time.
         tls = httpx.create_ssl_context()
         # With no transport given, httpx builds its own from `verify` and `limits`, and mounts the
         # proxies named by HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY; an injected transport (tests)
         # replaces both.
-        self._api = httpx.AsyncClient(
-            headers={
-                "X-API-Key": self._key.reveal(),
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            },
-            timeout=timeout,
-            verify=tls,
-            limits=_pool(options.max_connections),
-            follow_redirects=False,
-            transport=transport,
-        )
+        pools = max(1, math.ceil(options.max_connections / _CONNECTIONS_PER_POOL))
+        api_limits = _pool(math.ceil(options.max_connections / pools))
+        self._api_pools = [
+            httpx.AsyncClient(
+                headers={
+                    "X-API-Key": self._key.reveal(),
+                    "User-Agent": USER_AGENT,
+                    "Accept": "application/json",
+                },
+                timeout=timeout,
+                verify=tls,
+                limits=api_limits,
+                follow_redirects=False,
+                transport=transport,
+            )
+            for _ in range(pools)
+        ]
+        self._next_pool = itertools.cycle(self._api_pools)
         # No Ultravox header here: this pool talks to cloud storage. Redirects among storage hosts are
         # harmless to follow because this client holds nothing secret.
         self._storage = httpx.AsyncClient(
@@ -150,7 +164,8 @@ class ApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._api.aclose()
+        for pool in self._api_pools:
+            await pool.aclose()
         await self._storage.aclose()
 
     @property
@@ -171,7 +186,7 @@ class ApiClient:
         async def attempt() -> Any:
             await self.limiter.acquire()
             # JSON pages are small: read whole, unlike recordings.
-            response = await self._api.get(url)
+            response = await next(self._next_pool).get(url)
             self._raise_for_status(response)
             if response.status_code != 200:
                 raise FatalError(
@@ -205,7 +220,8 @@ class ApiClient:
         async def attempt() -> RecordingAnswer:
             sink.reset()
             await self.limiter.acquire()
-            response = await self._api.send(self._api.build_request("GET", url), stream=True)
+            pool = next(self._next_pool)
+            response = await pool.send(pool.build_request("GET", url), stream=True)
             try:
                 if response.status_code == 200:
                     size = await stream_into(response, sink, url)

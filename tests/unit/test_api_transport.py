@@ -206,3 +206,161 @@ async def test_a_storage_download_cut_off_is_retried_into_a_clean_sink(received:
         assert await client.download(f"{base}/bucket/r.wav?sig=1", sink) == len(AUDIO)
     assert bytes(sink.data) == AUDIO
     assert (server.requests, client.retries, sink.resets) == (2, 1, 2)
+
+
+# --- connections: reuse, TLS, proxies, failures ----------------------------------------------------
+
+
+async def keep_alive_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while (request := await read_request(reader)) is not None:
+        body = b'{"path": "' + request.split(b" ")[1] + b'"}'
+        writer.write(head("200 OK", len(body), "Content-Type: application/json") + body)
+        await writer.drain()
+    writer.close()
+
+
+class Counting:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await self.handler(reader, writer)
+
+
+@run_async
+async def test_sequential_requests_reuse_kept_alive_connections() -> None:
+    server = Counting(keep_alive_server)
+    async with serving(server) as base, api_client(base, max_connections=4) as client:
+        for n in range(10):
+            assert await client.get_json(client.url(f"page/{n}")) == {"path": f"/api/page/{n}"}
+    # Four connections are two pools of two, taken in turn: one connection each, kept alive.
+    assert server.connections == 2
+
+
+@run_async
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async def one_answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        # No "Connection: close": the client believes the connection is reusable.
+        writer.write(head("200 OK", len(JSON_PAGE)) + JSON_PAGE)
+        await writer.drain()
+        writer.close()
+
+    server = Counting(one_answer_then_close)
+    async with serving(server) as base, api_client(base) as client:
+        for _ in range(3):
+            assert await client.get_json(client.url("calls")) == {"results": [], "next": None}
+            await asyncio.sleep(0.05)  # the close reaches the client while the connection is idle
+        assert client.retries == 0
+    assert server.connections == 3
+
+
+@run_async
+async def test_tls_trusts_the_certificates_named_by_ssl_cert_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one TLS context both pools share is httpx's: SSL_CERT_FILE names the trusted CAs.
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    async with serving(keep_alive_server, tls=True) as base, api_client(base) as client:
+        assert await client.get_json(client.url("secure")) == {"path": "/api/secure"}
+        sink = Sink()
+        assert await client.download(f"{base}/bucket/r.wav", sink) > 0
+
+
+@run_async
+async def test_tls_refuses_an_untrusted_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    async with serving(keep_alive_server, tls=True) as base, api_client(base) as client:
+        with pytest.raises(RetriableError, match="connection failed"):
+            await client.get_json(client.url("secure"))
+        assert client.api_requests == 3  # every attempt refused, none sent a request
+
+
+@run_async
+async def test_the_proxy_named_in_the_environment_carries_both_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            seen.append(request.split(b"\r\n")[0])
+            writer.write(head("200 OK", len(JSON_PAGE)) + JSON_PAGE)
+            await writer.drain()
+        writer.close()
+
+    async with serving(proxy) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        # Hosts that do not resolve: only a proxy can answer for them.
+        async with api_client("http://api.invalid") as client:
+            assert await client.get_json(client.url("calls")) == {"results": [], "next": None}
+            assert await client.download("http://storage.invalid/r.wav?sig=1", Sink()) == len(JSON_PAGE)
+    # A proxy gets the absolute URL in the request line.
+    assert seen == [
+        b"GET http://api.invalid/api/calls HTTP/1.1",
+        b"GET http://storage.invalid/r.wav?sig=1 HTTP/1.1",
+    ]
+
+
+@run_async
+async def test_no_proxy_leaves_the_listed_hosts_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with serving(keep_alive_server) as base, api_client(base) as client:
+        assert await client.get_json(client.url("calls")) == {"path": "/api/calls"}
+
+
+@run_async
+async def test_a_silent_server_is_a_retried_timeout() -> None:
+    server_requests = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal server_requests
+        await read_request(reader)
+        server_requests += 1
+        await asyncio.sleep(5)
+        writer.close()
+
+    async with serving(silent) as base, api_client(base, timeout_s=0.2) as client:
+        with pytest.raises(RetriableError, match="timed out"):
+            await client.get_json(client.url("calls"))
+        assert client.retries == 2
+    assert server_requests == 3
+
+
+@run_async
+async def test_nobody_listening_is_a_retried_connection_failure() -> None:
+    server = await asyncio.start_server(keep_alive_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with api_client(f"http://127.0.0.1:{port}") as client:
+        with pytest.raises(RetriableError, match="connection failed"):
+            await client.get_json(client.url("calls"))
+        assert client.retries == 2
+
+
+@run_async
+async def test_a_large_recording_streams_intact() -> None:
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB, many chunks
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head("200 OK", len(body)) + body)
+        await writer.drain()
+        writer.close()
+
+    class Hashing(Sink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.digest = hashlib.sha256()
+            self.chunks = 0
+
+        def write(self, chunk: bytes) -> None:
+            self.digest.update(chunk)
+            self.chunks += 1
+
+    sink = Hashing()
+    async with serving(big) as base, api_client(base) as client:
+        assert await client.download(f"{base}/r.wav", sink) == len(body)
+    assert sink.digest.hexdigest() == hashlib.sha256(body).hexdigest()
+    assert sink.chunks > 1
