@@ -52,9 +52,10 @@ _MAX_API_CONNECTIONS = 32
 # Pools of two connections, taken in turn, instead of one pool of 32: on every request it queues and
 # every response it closes, httpcore's pool visits each connection, asks the OS about each idle one
 # (a poll() call: did the server close it?) and counts the idle ones again for each (quadratic). At
-# the API's rate limit one pool of 32 cost 6.3-7.7 ms of CPU per request against 3.9-4.2 ms for
-# pools of two (tests/perf/bench.py --cases api); two per pool keeps a slow answer from holding up
-# the next request sent to that pool.
+# the API's rate limit (tests/perf/bench.py --cases api) one pool of 32 cost 5.7-7.8 ms of CPU per
+# request against 3.4-4.2 ms for pools of two, enough to make the run CPU-bound on two cores (wall
+# 1.3-2.7 x the rate-limit bound, against 1.06-1.14 x). Two per pool keeps a slow answer from
+# holding up the next request sent to that pool.
 _CONNECTIONS_PER_POOL = 2
 
 
