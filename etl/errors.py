@@ -36,6 +36,10 @@ class FatalError(ArchiverError):
         self.status = status
 
 
+class SignedUrlRejected(FatalError):
+    """The storage host refused the signed URL (expired or bad signature): ask the API for a new one."""
+
+
 class AuthError(FatalError):
     """The API rejected the key (401/403). Nothing else in the run can succeed."""
 

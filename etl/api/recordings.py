@@ -21,8 +21,8 @@ from datetime import date
 from pathlib import Path
 from types import TracebackType
 
-from etl.api.client import ApiClient, SignedUrlRejected
-from etl.errors import ArchiverError
+from etl.api.client import AnswerKind, ApiClient
+from etl.errors import ArchiverError, SignedUrlRejected
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
 
@@ -70,12 +70,15 @@ class SpoolFile:
 
 @dataclass(frozen=True)
 class RecordingPolicy:
+    """Every field required: the defaults live in `Settings` (recording_*)."""
+
     # How long to keep polling a recording from its first 425. Per call, not per run: a call listed
     # late in a long run deserves the same wait as the first one.
     wait_s: float
-    poll_initial_s: float = 2.0
-    poll_max_s: float = 15.0
-    url_refreshes: int = 3
+    poll_initial_s: float
+    poll_max_s: float
+    # How many fresh signed URLs to ask for when the storage host refuses one (they expire).
+    url_refreshes: int
 
 
 class RecordingFetcher:
@@ -116,9 +119,9 @@ class RecordingFetcher:
         with SpoolFile(self._spool_dir) as spool:
             while True:
                 answer = await self._client.request_recording(call_id, spool)
-                if answer.kind == "not_enabled":
+                if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
-                if answer.kind == "too_early":
+                if answer.kind is AnswerKind.TOO_EARLY:
                     now = self._clock()
                     deadline = now + self._policy.wait_s if deadline is None else deadline
                     if now + poll_delay > deadline:
@@ -129,7 +132,7 @@ class RecordingFetcher:
                     await self._pause(poll_delay * (0.75 + random.random() * 0.5), slot)
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
                     continue
-                if answer.kind == "redirect" and answer.location is not None:
+                if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
                     try:
                         async with self._download_slots:
                             await self._client.download(answer.location, spool)

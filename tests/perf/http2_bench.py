@@ -14,10 +14,9 @@ The workload is the archiver's: many small JSON GETs (a page of 20 chat messages
   short of it, and at what CPU.
 - `cpu`: no latency, no pacing, so the client is CPU-bound and CPU per request is what matters.
 
-Protocols: `h1` (https, httpx's default HTTP/1.1 keep-alive pool of up to 32 connections), `h1-lean`
-(https, HTTP/1.1 as the archiver sends it: etl/netio.py's asyncio transport, 16 pools of 2 connections
-taken in turn, as etl/api.py builds them), `h2` (https, ALPN-negotiated HTTP/2, as the real API would
-be reached) and `h2c` (cleartext HTTP/2 with prior knowledge).
+Protocols: `h1` (https, httpx's default HTTP/1.1 keep-alive pool of up to 32 connections, as the
+archiver sends it), `h2` (https, ALPN-negotiated HTTP/2, as the real API would be reached) and `h2c`
+(cleartext HTTP/2 with prior knowledge).
 
 The server runs in its own process so `time.process_time()` here is the client's CPU alone; the
 server's CPU is read from /proc for the same window. The server counts the TCP connections it saw
@@ -33,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
-import itertools
 import json
 import os
 import platform
@@ -54,14 +52,10 @@ from typing import Any
 import httpx
 
 PERF_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(PERF_DIR.parent.parent))  # etl.netio needs only httpx and httpcore
-
-from etl.netio import LeanTransport  # noqa: E402
-
 DATA_DIR = PERF_DIR.parent / "data"
 CERT = DATA_DIR / "localhost-cert.pem"
 KEY = DATA_DIR / "localhost-key.pem"
-PROTOCOLS = ("h1", "h1-lean", "h2", "h2c")
+PROTOCOLS = ("h1", "h2", "h2c")
 WARMUP_REQUESTS = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -234,34 +228,7 @@ def client_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(CERT))
 
 
-class PoolsInTurn:
-    """The archiver's HTTP/1.1 set-up: many 2-connection clients over etl.netio, used in turn."""
-
-    def __init__(self, concurrency: int) -> None:
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        context = client_ssl_context()
-        self._clients = [
-            httpx.AsyncClient(
-                transport=LeanTransport(limits, ssl_context=context), timeout=30.0, trust_env=False
-            )
-            for _ in range(max(1, concurrency // 2))
-        ]
-        self._turn = itertools.cycle(self._clients)
-
-    async def get(self, url: str) -> httpx.Response:
-        return await next(self._turn).get(url)
-
-    async def __aenter__(self) -> PoolsInTurn:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        for client in self._clients:
-            await client.aclose()
-
-
-def make_client(protocol: str, concurrency: int) -> httpx.AsyncClient | PoolsInTurn:
-    if protocol == "h1-lean":
-        return PoolsInTurn(concurrency)
+def make_client(protocol: str, concurrency: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(
         http1=protocol.startswith("h1"),  # h2c needs http1=False: httpx then sends the h2 preface directly
@@ -284,7 +251,7 @@ class RunState:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-async def _worker(client: httpx.AsyncClient | PoolsInTurn, url: str, state: RunState, body_len: int) -> None:
+async def _worker(client: httpx.AsyncClient, url: str, state: RunState, body_len: int) -> None:
     loop = asyncio.get_running_loop()
     while state.remaining > 0:
         state.remaining -= 1

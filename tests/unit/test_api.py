@@ -8,9 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from etl.api.client import ApiClient, ClientOptions, SignedUrlRejected
+from etl.api.client import ApiClient, ClientOptions
 from etl.api.ratelimit import RateLimiter
-from etl.errors import AuthError, FatalError, RetriableError
+from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.secrets import Secret
 
 KEY = "abcdefgh." + "k" * 32
@@ -39,7 +39,17 @@ def make_client(
         if sleeps is not None:
             sleeps.append(seconds)
 
-    options = ClientOptions(base_url=BASE, api_key=Secret(KEY), max_rps=10_000, max_attempts=4)
+    options = ClientOptions(
+        base_url=BASE,
+        api_key=Secret(KEY),
+        max_rps=10_000,
+        max_connections=32,
+        storage_connections=8,
+        timeout_s=60.0,
+        max_attempts=4,
+        retry_initial_s=0.5,
+        retry_max_s=30.0,
+    )
     return ApiClient(
         options,
         transport=httpx.MockTransport(handler),

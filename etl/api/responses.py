@@ -1,0 +1,103 @@
+"""Reading httpx responses, and the one place httpx's exceptions become ours.
+
+Everything here is about one response at a time: streaming its body into a sink with a length
+check, parsing JSON, the API's `detail`, `Retry-After`, and URLs fit for messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from etl.errors import FatalError, RetriableError
+
+STREAM_CHUNK_BYTES = 256 * 1024
+
+
+class ByteSink(Protocol):
+    """Where a streamed body goes. `reset` is called before every attempt, so a retry starts clean."""
+
+    def reset(self) -> None: ...
+
+    def write(self, chunk: bytes) -> None: ...
+
+
+def redact_url(url: str | httpx.URL, *, keep_query: bool = True) -> str:
+    """A URL fit for logs: never credentials in userinfo; the query dropped for signed storage URLs."""
+    parts = urlsplit(str(url))
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    query = parts.query if keep_query else ("…" if parts.query else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@contextmanager
+def converted_errors(url: str, *, keep_query: bool = True) -> Iterator[None]:
+    """httpx's exceptions as ours, wherever in a request they happen: connecting, sending, or reading
+    the body, which for a streamed response is long after the headers arrived. A transport error
+    there is a reset like any other and must be retried like one."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        where = f"GET {redact_url(url, keep_query=keep_query)}"
+        if isinstance(exc, httpx.TimeoutException):
+            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
+        if isinstance(exc, httpx.TransportError):
+            raise RetriableError(f"{where}: connection failed ({type(exc).__name__})") from None
+        raise FatalError(f"{where}: {type(exc).__name__}") from None
+
+
+async def stream_into(response: httpx.Response, sink: ByteSink, url: str) -> int:
+    """Copy a streamed body into `sink` chunk by chunk; returns the byte count. A body shorter than
+    its Content-Length is retriable: the connection ended early without a transport error."""
+    # Content-Length counts encoded bytes; the check only holds when the body is not content-encoded.
+    encoded = response.headers.get("content-encoding", "identity") != "identity"
+    expected = None if encoded else response.headers.get("content-length")
+    received = 0
+    async for chunk in response.aiter_bytes(STREAM_CHUNK_BYTES):
+        sink.write(chunk)
+        received += len(chunk)
+    if expected is not None and expected.isdigit() and int(expected) != received:
+        raise RetriableError(
+            f"GET {redact_url(url, keep_query=False)}: body ended after {received} of {expected} bytes"
+        )
+    return received
+
+
+def parse_json(response: httpx.Response) -> Any:
+    body = response.content
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        content_type = response.headers.get("content-type", "?")
+        raise FatalError(
+            f"GET {redact_url(response.url)}: the answer is not JSON (Content-Type {content_type}, "
+            f"{len(body)} bytes)"
+        ) from None
+
+
+def detail(response: httpx.Response) -> str | None:
+    """The API's `{"detail": ...}` of an error answer, cut short, if the body has one."""
+    try:
+        data = json.loads(response.content)
+    except (UnicodeDecodeError, json.JSONDecodeError, httpx.ResponseNotRead):
+        return None
+    found = data.get("detail") if isinstance(data, dict) else None
+    return str(found)[:300] if found is not None else None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        # An HTTP-date: rarely used by APIs; treat it as "a moment".
+        return 1.0

@@ -1,0 +1,231 @@
+"""RecordingFetcher over httpx.MockTransport and LocalStorage, on a clock the test drives: the
+signed-URL refresh cap, the polling deadline, and giving up its slot while it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from etl.api.client import ApiClient, ClientOptions
+from etl.api.recordings import RecordingFetcher, RecordingPolicy, recording_key
+from etl.model import RecordingStatus
+from etl.secrets import Secret
+from etl.storage.local import LocalStorage
+
+BASE = "https://api.test/api"
+CALL_ID = "0b0e2d6c-5b8e-4a8f-9f0e-6f1f3c1d2a01"
+CALL_DATE = date(2026, 11, 26)
+AUDIO = b"RIFF" + b"\x00\x01" * 500 + b"WAVE"
+JITTER = (0.75, 1.25)  # RecordingFetcher sleeps poll_delay x uniform(0.75, 1.25)
+
+
+class Clock:
+    """Monotonic time that moves only when the fetcher sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def policy(**overrides: float) -> RecordingPolicy:
+    fields = {"wait_s": 10.0, "poll_initial_s": 1.0, "poll_max_s": 4.0, "url_refreshes": 3} | overrides
+    return RecordingPolicy(
+        wait_s=fields["wait_s"],
+        poll_initial_s=fields["poll_initial_s"],
+        poll_max_s=fields["poll_max_s"],
+        url_refreshes=int(fields["url_refreshes"]),
+    )
+
+
+def make_fetcher(
+    api: httpx.MockTransport,
+    storage: httpx.MockTransport,
+    root: Path,
+    clock: Clock,
+    recording_policy: RecordingPolicy,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    options = ClientOptions(
+        base_url=BASE,
+        api_key=Secret("abcdefgh." + "k" * 32),
+        max_rps=10_000.0,
+        max_connections=4,
+        storage_connections=2,
+        timeout_s=5.0,
+        max_attempts=3,
+        retry_initial_s=0.5,
+        retry_max_s=30.0,
+    )
+    client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
+    local = LocalStorage(root / "archive")
+    spool = root / "spool"
+    spool.mkdir()
+    fetcher = RecordingFetcher(
+        client,
+        local,
+        recording_policy,
+        spool_dir=spool,
+        download_slots=asyncio.Semaphore(2),
+        clock=clock,
+        sleep=sleep or clock.sleep,
+    )
+    return fetcher, client, local
+
+
+# --- the signed-URL refresh cap --------------------------------------------------------------------
+
+
+def signed_url_api(issued: list[str]) -> httpx.MockTransport:
+    """The recording endpoint: a 302 to a fresh signed URL each time it is asked."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == f"/api/calls/{CALL_ID}/recording"
+        issued.append(f"https://storage.test/rec/{CALL_ID}.wav?sig={len(issued) + 1}")
+        return httpx.Response(302, headers={"Location": issued[-1]})
+
+    return httpx.MockTransport(handler)
+
+
+def test_an_expired_signed_url_is_refreshed_at_most_url_refreshes_times_then_fails(tmp_path: Path) -> None:
+    issued: list[str] = []
+    tried: list[str] = []
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        tried.append(str(request.url))
+        return httpx.Response(403, text="<Error><Code>AccessDenied</Code>Request has expired</Error>")
+
+    fetcher, client, local = make_fetcher(
+        signed_url_api(issued), httpx.MockTransport(storage), tmp_path, Clock(), policy(url_refreshes=2)
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+
+    assert outcome.status is RecordingStatus.FAILED
+    assert outcome.detail is not None and "HTTP 403" in outcome.detail
+    assert "sig=" not in outcome.detail  # the signed query never reaches a message
+    # The first URL and two fresh ones, each tried once (a 403 is not retried on the same URL).
+    assert tried == issued == [f"https://storage.test/rec/{CALL_ID}.wav?sig={n}" for n in (1, 2, 3)]
+    assert client.api_requests == 3
+    assert list(local.list_keys()) == []
+    assert list((tmp_path / "spool").iterdir()) == []  # the spool file is gone too
+
+
+def test_a_fresh_signed_url_after_a_refusal_archives_the_recording(tmp_path: Path) -> None:
+    issued: list[str] = []
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        if request.url.params["sig"] == "1":
+            return httpx.Response(403, text="expired")
+        return httpx.Response(200, content=AUDIO)
+
+    fetcher, _, local = make_fetcher(
+        signed_url_api(issued), httpx.MockTransport(storage), tmp_path, Clock(), policy()
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+
+    assert outcome.status is RecordingStatus.ARCHIVED
+    assert len(issued) == 2
+    key = recording_key(CALL_DATE, CALL_ID)
+    assert local.get_bytes(key) == AUDIO
+    assert (outcome.uri, outcome.size_bytes) == (local.uri_for(key), len(AUDIO))
+    assert outcome.sha256 == hashlib.sha256(AUDIO).hexdigest()
+
+
+# --- the polling deadline --------------------------------------------------------------------------
+
+
+def nominal_delays(recording_policy: RecordingPolicy, count: int) -> list[float]:
+    """The poll schedule before jitter: doubling from poll_initial_s, capped at poll_max_s."""
+    delays, delay = [], recording_policy.poll_initial_s
+    for _ in range(count):
+        delays.append(delay)
+        delay = min(delay * 2, recording_policy.poll_max_s)
+    return delays
+
+
+def test_a_recording_never_ready_is_pending_after_wait_s_with_no_extra_polls(tmp_path: Path) -> None:
+    clock = Clock()
+    polled_at: list[float] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        polled_at.append(clock.now)
+        return httpx.Response(425, json={"detail": "Too early"})
+
+    rules = policy(wait_s=10.0, poll_initial_s=1.0, poll_max_s=4.0)
+    fetcher, _, local = make_fetcher(
+        httpx.MockTransport(api), httpx.MockTransport(api), tmp_path, clock, rules
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+
+    assert outcome.status is RecordingStatus.PENDING
+    assert outcome.detail == "not ready after polling for 10 s (HTTP 425)"
+    assert list(local.list_keys()) == []
+    delays = nominal_delays(rules, len(polled_at))
+    # One sleep between consecutive polls, each the schedule's delay give or take the jitter.
+    assert len(clock.sleeps) == len(polled_at) - 1
+    for slept, nominal in zip(clock.sleeps, delays, strict=False):
+        assert JITTER[0] * nominal <= slept <= JITTER[1] * nominal
+    # Another poll only while the next one still falls inside wait_s of the first 425; and the
+    # fetcher did not stop while one more would have.
+    assert all(at + delay <= rules.wait_s for at, delay in zip(polled_at[:-1], delays, strict=False))
+    assert polled_at[-1] + delays[-1] > rules.wait_s
+    # Polls at about 0, 1, 3, 7 (and 11 > 10 is not sent): even the shortest sleeps the jitter
+    # allows (0, 0.75, 2.25, 5.25, 8.25) leave room for only one more.
+    assert 4 <= len(polled_at) <= 5
+
+
+def test_polling_stops_at_once_when_wait_s_is_zero(tmp_path: Path) -> None:
+    clock = Clock()
+    api = httpx.MockTransport(lambda request: httpx.Response(425))
+    fetcher, client, _ = make_fetcher(api, api, tmp_path, clock, policy(wait_s=0.0))
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+    assert outcome.status is RecordingStatus.PENDING
+    assert (client.api_requests, clock.sleeps) == (1, [])
+
+
+# --- giving up the slot while waiting ---------------------------------------------------------------
+
+
+def test_the_callers_slot_is_free_while_waiting_between_polls_and_held_again_after(tmp_path: Path) -> None:
+    answers = iter([httpx.Response(425), httpx.Response(425), httpx.Response(200, content=AUDIO)])
+    api = httpx.MockTransport(lambda request: next(answers))
+    clock = Clock()
+    slot = asyncio.Semaphore(1)
+    others_ran: list[float] = []
+
+    async def other_call() -> None:
+        # Another call's task: it gets the only slot only if the waiting fetcher gave it up.
+        async with slot:
+            others_ran.append(clock.now)
+
+    async def sleep_while_others_run(seconds: float) -> None:
+        assert not slot.locked()
+        await asyncio.wait_for(other_call(), timeout=1.0)
+        await clock.sleep(seconds)
+
+    fetcher, _, local = make_fetcher(api, api, tmp_path, clock, policy(), sleep=sleep_while_others_run)
+
+    async def scenario() -> bool:
+        async with slot:
+            # A fetcher that kept its slot would wait for it forever: fail in seconds instead.
+            outcome = await asyncio.wait_for(fetcher.fetch(CALL_ID, CALL_DATE, slot=slot), timeout=5.0)
+            assert outcome.status is RecordingStatus.ARCHIVED
+            return slot.locked()
+
+    assert asyncio.run(scenario()) is True  # the caller holds its slot again when fetch returns
+    assert len(others_ran) == 2  # once per wait between polls
+    assert local.get_bytes(recording_key(CALL_DATE, CALL_ID)) == AUDIO
