@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from support.memory_sink import MemorySink
 
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.ratelimit import RateLimiter
@@ -15,19 +16,6 @@ from etl.secrets import Secret
 
 KEY = "abcdefgh." + "k" * 32
 BASE = "https://api.test/api"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.resets = 0
-
-    def reset(self) -> None:
-        self.data.clear()
-        self.resets += 1
-
-    def write(self, chunk: bytes) -> None:
-        self.data.extend(chunk)
 
 
 def make_client(
@@ -145,7 +133,7 @@ def test_redirect_is_not_followed_and_storage_gets_no_key() -> None:
         return httpx.Response(200, content=b"RIFF....WAVE")
 
     client = make_client(api, storage)
-    sink = Sink()
+    sink = MemorySink()
     answer = asyncio.run(client.request_recording("c1", sink))
     assert answer.kind == "redirect"
     assert answer.location == "https://storage.test/rec.wav?sig=s3cr3t"
@@ -161,14 +149,14 @@ def test_not_enabled_is_a_status(status: int) -> None:
     client = make_client(
         lambda request: httpx.Response(status, json={"detail": "Recording is not enabled for this call."})
     )
-    answer = asyncio.run(client.request_recording("c1", Sink()))
+    answer = asyncio.run(client.request_recording("c1", MemorySink()))
     assert answer.kind == "not_enabled"
 
 
 def test_too_early_and_direct_body() -> None:
     answers = iter([httpx.Response(425), httpx.Response(200, content=b"x" * 1000)])
     client = make_client(lambda request: next(answers))
-    sink = Sink()
+    sink = MemorySink()
     assert asyncio.run(client.request_recording("c1", sink)).kind == "too_early"
     answer = asyncio.run(client.request_recording("c1", sink))
     assert (answer.kind, answer.size_bytes, len(sink.data)) == ("direct", 1000, 1000)
@@ -177,13 +165,13 @@ def test_too_early_and_direct_body() -> None:
 def test_expired_signed_url_is_signalled() -> None:
     client = make_client(lambda request: httpx.Response(403, text="<Error>expired</Error>"))
     with pytest.raises(SignedUrlRejected) as info:
-        asyncio.run(client.download("https://storage.test/r.wav?signature=abc", Sink()))
+        asyncio.run(client.download("https://storage.test/r.wav?signature=abc", MemorySink()))
     assert "abc" not in str(info.value)  # signed query strings stay out of messages
 
 
 def test_storage_5xx_retries_from_a_clean_sink() -> None:
     answers = iter([httpx.Response(503, content=b"partial"), httpx.Response(200, content=b"whole")])
-    sink = Sink()
+    sink = MemorySink()
     client = make_client(lambda r: httpx.Response(500), lambda request: next(answers), sleeps=[])
     assert asyncio.run(client.download("https://storage.test/r.wav", sink)) == 5
     assert bytes(sink.data) == b"whole"

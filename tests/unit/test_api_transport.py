@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.memory_sink import MemorySink
 
 from etl.api.client import ApiClient, ClientOptions
 from etl.errors import RetriableError
@@ -105,19 +106,6 @@ def api_client(base_url: str, **overrides: Any) -> ApiClient:
     return ApiClient(options(base_url, **overrides), sleep=no_sleep)
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.resets = 0
-
-    def reset(self) -> None:
-        self.data.clear()
-        self.resets += 1
-
-    def write(self, chunk: bytes) -> None:
-        self.data.extend(chunk)
-
-
 class CutOnce:
     """Answers every request with `good`, except the first, which gets `cut` and a closed connection:
     the headers arrive, the body does not (or only part of it)."""
@@ -177,7 +165,7 @@ async def test_a_small_recording_answer_cut_after_its_headers_is_retried(
         head(status, len(body), *extra) + body[:received], head(status, len(body), *extra) + body
     )
     async with serving(server) as base, api_client(base) as client:
-        answer = await client.request_recording("c1", Sink())
+        answer = await client.request_recording("c1", MemorySink())
     assert answer.kind == kind
     assert (server.requests, client.retries) == (2, 1)
 
@@ -189,7 +177,7 @@ async def test_a_recording_body_cut_off_is_retried_into_a_clean_sink(received: i
         head("200 OK", len(AUDIO), "Content-Type: audio/wav") + AUDIO[:received],
         head("200 OK", len(AUDIO), "Content-Type: audio/wav") + AUDIO,
     )
-    sink = Sink()
+    sink = MemorySink()
     async with serving(server) as base, api_client(base) as client:
         answer = await client.request_recording("c1", sink)
     assert (answer.kind, answer.size_bytes) == ("direct", len(AUDIO))
@@ -201,7 +189,7 @@ async def test_a_recording_body_cut_off_is_retried_into_a_clean_sink(received: i
 @run_async
 async def test_a_storage_download_cut_off_is_retried_into_a_clean_sink(received: int) -> None:
     server = CutOnce(head("200 OK", len(AUDIO)) + AUDIO[:received], head("200 OK", len(AUDIO)) + AUDIO)
-    sink = Sink()
+    sink = MemorySink()
     async with serving(server) as base, api_client(base) as client:
         assert await client.download(f"{base}/bucket/r.wav?sig=1", sink) == len(AUDIO)
     assert bytes(sink.data) == AUDIO
@@ -263,7 +251,7 @@ async def test_tls_trusts_the_certificates_named_by_ssl_cert_file(monkeypatch: p
     monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
     async with serving(keep_alive_server, tls=True) as base, api_client(base) as client:
         assert await client.get_json(client.url("secure")) == {"path": "/api/secure"}
-        sink = Sink()
+        sink = MemorySink()
         assert await client.download(f"{base}/bucket/r.wav", sink) > 0
 
 
@@ -293,7 +281,7 @@ async def test_the_proxy_named_in_the_environment_carries_both_pools(monkeypatch
         # Hosts that do not resolve: only a proxy can answer for them.
         async with api_client("http://api.invalid") as client:
             assert await client.get_json(client.url("calls")) == {"results": [], "next": None}
-            assert await client.download("http://storage.invalid/r.wav?sig=1", Sink()) == len(JSON_PAGE)
+            assert await client.download("http://storage.invalid/r.wav?sig=1", MemorySink()) == len(JSON_PAGE)
     # A proxy gets the absolute URL in the request line.
     assert seen == [
         b"GET http://api.invalid/api/calls HTTP/1.1",
@@ -349,7 +337,7 @@ async def test_a_large_recording_streams_intact() -> None:
         await writer.drain()
         writer.close()
 
-    class Hashing(Sink):
+    class Hashing(MemorySink):
         def __init__(self) -> None:
             super().__init__()
             self.digest = hashlib.sha256()
