@@ -64,8 +64,9 @@ class PartitionManifest:
     pending_recording_call_ids: tuple[str, ...] = ()
     failed_call_ids: tuple[str, ...] = ()
     newest_call_created: datetime | None = None
-    # The kind (a ProblemKind value) of each failure that has no call id to list above: a listed
-    # item without a usable callId. Each keeps the partition open, like a failed call.
+    # The kind (a ProblemKind value) of each failure that has no call id to list above: the day's
+    # listing failed, the lease was lost before publishing, or a listed item had no usable callId.
+    # Each keeps the partition open, like a failed call.
     failed_kinds: tuple[str, ...] = ()
 
     @property
