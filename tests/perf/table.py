@@ -77,7 +77,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             result = http2[scenario]
             figures = ", ".join(
                 f"{name} {run['req_per_s']:.0f} at {run['client_cpu_ms_per_req']:.2f}"
-                for name in ("h1", "h1-lean", "h2", "h2c")
+                for name in ("h1", "h2", "h2c")
                 if (run := result.get(name))
             )
             out.append((f"HTTP/2 vs HTTP/1.1, {label}: req/s at CPU ms/req", figures))
