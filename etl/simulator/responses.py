@@ -73,7 +73,7 @@ def server_error(rng: random.Random) -> Response:
 
 def audio_response(record: CallRecord, abort_after_bytes: int | None = None) -> Response:
     async def chunks() -> AsyncIterator[bytes | memoryview]:
-        for chunk in wav_chunks(record.seed, record.recording_bytes):
+        for chunk in wav_chunks(record.seed, record.recording_bytes, record.wav):
             yield chunk
 
     return Response(
