@@ -152,13 +152,18 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
     stuck = spec.stuck_recording_rate
     polls: int | None = None if roll < stuck else rng.choice((1, 2)) if roll < stuck + 0.10 else 0
     delivery: Delivery = "direct" if rng.random() < 0.15 else "redirect"
-    media = _media(spec, index, unjoined, size_factor=rng.uniform(0.5, 1.5))
+    size_factor = rng.uniform(0.5, 1.5)
+    seed, seed_revision = rng.getrandbits(64), rng.random() < 0.10
+    summary_missing, auto_delete = rng.random() < 0.08, rng.random() < 0.2
+    # Drawn last, so every field above stays what it was before recordings had real sizes: accounts
+    # chosen by seed for their mix of calls keep it.
+    media = _media(rng, spec, unjoined, size_factor)
     return CallRecord(
         index=index,
         call_id=call_id,
         created_us=created_us,
         created=format_time(created_us, zulu),
-        seed=rng.getrandbits(64),
+        seed=seed,
         zulu=zulu,
         underway=underway,
         unjoined=unjoined,
@@ -169,9 +174,9 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
         duration_s=media.duration_s,
         wav=media.wav,
         recording_bytes=media.recording_bytes,
-        seed_revision=rng.random() < 0.10,
-        summary_missing=rng.random() < 0.08,
-        retention_policy="auto_delete" if rng.random() < 0.2 else "retain",
+        seed_revision=seed_revision,
+        summary_missing=summary_missing,
+        retention_policy="auto_delete" if auto_delete else "retain",
     )
 
 
@@ -183,11 +188,8 @@ class _Media:
     recording_bytes: int
 
 
-def _media(spec: AccountSpec, index: int, unjoined: bool, *, size_factor: float) -> _Media:
+def _media(rng: random.Random, spec: AccountSpec, unjoined: bool, size_factor: float) -> _Media:
     """How the call was carried and recorded: medium, duration, WAV format and the recording's size."""
-    # A stream of its own: the fields drawn before it stay what they were before recordings had real
-    # sizes, so accounts chosen by seed for their mix of calls keep it.
-    rng = random.Random(f"media:{spec.seed}:{index}")
     medium = rng.choice(("webRtc", "webRtc", "twilio"))
     low, high = spec.duration_range
     duration_s = round(rng.uniform(low, high), rng.choice((0, 1)))
