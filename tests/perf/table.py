@@ -118,7 +118,7 @@ def audio_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ]  # fmt: skip
     if small := report.get("small_api"):
         ours, seq = small["ours"], small["sequential"]
-        label = f"Small account ({ours['calls']:,} calls, ~0.5 MB recordings)"
+        label = f"Small account ({ours['calls']:,} calls archived, ~0.5 MB recordings)"
         out += [
             (
                 f"{label}: wall vs bound (requests / 190)",
