@@ -16,7 +16,7 @@ import pytest
 pytest.register_assert_rewrite("support")
 
 from support.s3server import aws_test_env, start_moto_server  # noqa: E402
-from support.simulator_helpers import StartSimulator  # noqa: E402
+from support.simulator_helpers import SMALL_RECORDING_BYTES, StartSimulator  # noqa: E402
 
 from etl.simulator.process import SimulatorHandle, running_simulator  # noqa: E402
 
@@ -75,13 +75,15 @@ def s3_bucket(s3_endpoint: str) -> Iterator[str]:
 # Tests start simulator processes through one of these two, with the SimulatorOptions they want:
 # `sim = start_simulator(calls=60, seed=5)`. Each simulator started is stopped when the fixture's
 # scope ends. Two fixtures around one factory because a module-scoped fixture (one account shared by
-# a module's tests) cannot use a function-scoped one.
+# a module's tests) cannot use a function-scoped one. Recordings are small (SMALL_RECORDING_BYTES)
+# unless a test passes `recording_bytes` (None: real sizes).
 
 
 def _simulators() -> Iterator[StartSimulator]:
     with ExitStack() as running:
 
         def start(**options: Any) -> SimulatorHandle:
+            options.setdefault("recording_bytes", SMALL_RECORDING_BYTES)
             return running.enter_context(running_simulator(**options))
 
         yield start

@@ -16,9 +16,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from etl.simulator import texts
+from etl.simulator.audio import WavFormat, pick_format
 
 US_PER_S = 1_000_000
 US_PER_DAY = 86_400 * US_PER_S
+JOIN_TIMEOUT_S = 30  # the default joinTimeout: how long an unjoined call lasts
+DEFAULT_DURATION_RANGE = (4.0, 900.0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Delivery = Literal["redirect", "direct"]
@@ -30,8 +33,12 @@ class AccountSpec:
     calls: int
     days: int
     start_date: date
-    recording_bytes: int
+    # None: each recording's real size, from its call's duration and format; else the mean size of
+    # every recording (+-50%), for tests that need small ones.
+    recording_bytes: int | None
     huge_recording_bytes: int | None = None
+    duration_range: tuple[float, float] = DEFAULT_DURATION_RANGE  # seconds, of joined calls
+    sample_rate: int | None = None  # every recording mono at this rate; None: varied per call
     recording_rate: float = 0.8
     # Recordings that never finish processing (the API answers 425 for ever).
     stuck_recording_rate: float = 0.03
@@ -61,6 +68,9 @@ class CallRecord:
     recording_enabled: bool
     processing_polls: int | None  # 425 answers before the recording is ready; None = never ready
     delivery: Delivery
+    medium: str
+    duration_s: float  # joined to ended; the recording holds these seconds
+    wav: WavFormat
     recording_bytes: int
     seed_revision: bool  # transcript in the older {ordinal, role, text} shape
     summary_missing: bool  # ended, but the summary is only filled in later (see /_sim/advance)
@@ -142,24 +152,56 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
     stuck = spec.stuck_recording_rate
     polls: int | None = None if roll < stuck else rng.choice((1, 2)) if roll < stuck + 0.10 else 0
     delivery: Delivery = "direct" if rng.random() < 0.15 else "redirect"
-    size = int(spec.recording_bytes * rng.uniform(0.5, 1.5))
+    size_factor = rng.uniform(0.5, 1.5)
+    seed, seed_revision = rng.getrandbits(64), rng.random() < 0.10
+    summary_missing, auto_delete = rng.random() < 0.08, rng.random() < 0.2
+    # Drawn last, so every field above stays what it was before recordings had real sizes: accounts
+    # chosen by seed for their mix of calls keep it.
+    media = _media(rng, spec, unjoined, size_factor)
     return CallRecord(
         index=index,
         call_id=call_id,
         created_us=created_us,
         created=format_time(created_us, zulu),
-        seed=rng.getrandbits(64),
+        seed=seed,
         zulu=zulu,
         underway=underway,
         unjoined=unjoined,
         recording_enabled=recording_enabled,
         processing_polls=polls,
         delivery=delivery,
-        recording_bytes=max(64, size - size % 2),  # 16-bit PCM: whole samples only
-        seed_revision=rng.random() < 0.10,
-        summary_missing=rng.random() < 0.08,
-        retention_policy="auto_delete" if rng.random() < 0.2 else "retain",
+        medium=media.medium,
+        duration_s=media.duration_s,
+        wav=media.wav,
+        recording_bytes=media.recording_bytes,
+        seed_revision=seed_revision,
+        summary_missing=summary_missing,
+        retention_policy="auto_delete" if auto_delete else "retain",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Media:
+    medium: str
+    duration_s: float
+    wav: WavFormat
+    recording_bytes: int
+
+
+def _media(rng: random.Random, spec: AccountSpec, unjoined: bool, size_factor: float) -> _Media:
+    """How the call was carried and recorded: medium, duration, WAV format and the recording's size."""
+    medium = rng.choice(("webRtc", "webRtc", "twilio"))
+    low, high = spec.duration_range
+    duration_s = round(rng.uniform(low, high), rng.choice((0, 1)))
+    wav = pick_format(rng, telephony=medium == "twilio")
+    if spec.sample_rate is not None:
+        wav = WavFormat(spec.sample_rate, 1)
+    if spec.recording_bytes is not None:
+        size = wav.whole_frames(max(64, int(spec.recording_bytes * size_factor)))
+    else:
+        # An unjoined call's recording holds the join timeout it waited through.
+        size = wav.size_for(JOIN_TIMEOUT_S if unjoined else duration_s)
+    return _Media(medium, duration_s, wav, size)
 
 
 def _with_huge_recording(records: list[CallRecord], size: int) -> list[CallRecord]:
@@ -167,7 +209,7 @@ def _with_huge_recording(records: list[CallRecord], size: int) -> list[CallRecor
     for position, record in enumerate(records):
         ready = record.recording_enabled and not record.underway and record.processing_polls == 0
         if ready and record.delivery == "redirect":
-            records[position] = replace(record, recording_bytes=max(64, size - size % 2))
+            records[position] = replace(record, recording_bytes=record.wav.whole_frames(size))
             break
     return records
 
@@ -184,12 +226,12 @@ def build_call(record: CallRecord, *, ended: bool, summarised: bool) -> dict[str
     has_agent = rng.random() < 0.6
     agent_id = deterministic_uuid(rng)
     joined_us = record.created_us + int(rng.uniform(0.4, 8.0) * US_PER_S)
-    duration_s = round(rng.uniform(4.0, 900.0), rng.choice((0, 1)))
+    duration_s = record.duration_s
     ended_us = joined_us + int(duration_s * US_PER_S)
     if record.unjoined:
-        ended_us = record.created_us + 30 * US_PER_S  # the default joinTimeout
+        ended_us = record.created_us + JOIN_TIMEOUT_S * US_PER_S
     end_reason = "unjoined" if record.unjoined else texts.weighted_end_reason(rng)
-    medium: dict[str, dict[str, Any]] = {rng.choice(("webRtc", "webRtc", "twilio")): {}}
+    medium: dict[str, dict[str, Any]] = {record.medium: {}}
     input_tokens, output_tokens = rng.randrange(200, 90_000), rng.randrange(50, 20_000)
     short_summary, summary = texts.summaries(rng)
     billing = texts.billing_status(rng, end_reason)

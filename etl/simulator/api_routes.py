@@ -234,7 +234,7 @@ class ApiOrigin(Origin):
         if status == "processing":
             return responses.detail(425, "Recording not yet available.")
         if record.delivery == "direct":
-            return responses.audio_response(record)
+            return responses.audio_response(record, self.stats)
         born_expired = self.account.issue_signed_url(record, self.config.expired_url_rate)
         now = int(self.clock())
         expires = now - 60 if born_expired else int(now + self.config.signed_url_ttl_s)

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import date
 
+from etl.simulator.account import DEFAULT_DURATION_RANGE
+
 # A fixed demo key with the real shape (8 chars + "." + 32 chars = 41): clients that validate the key
 # format accept it, and nobody mistakes it for a production key.
 DEFAULT_API_KEY = "simdemo0." + "0123456789abcdef" * 2
@@ -31,8 +33,12 @@ class SimulatorOptions:
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     rate_limit_rps: float | None = None
-    recording_bytes: int = 48_000
+    # None: real sizes, from each call's duration and WAV format (~16 MB on average, up to ~150 MB);
+    # tests and the demo ask for small ones.
+    recording_bytes: int | None = None
     huge_recording_bytes: int | None = None
+    duration_range: tuple[float, float] = DEFAULT_DURATION_RANGE
+    sample_rate: int | None = None
     recording_rate: float = 0.8
     stuck_recording_rate: float = 0.03
     page_size_max: int = 100
@@ -46,8 +52,13 @@ class SimulatorOptions:
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
             raise ValueError("calls must be >= 0 and days >= 1")
-        if self.recording_bytes < 64 or self.page_size_max < 1:
+        if (self.recording_bytes is not None and self.recording_bytes < 64) or self.page_size_max < 1:
             raise ValueError("recording_bytes must be >= 64 and page_size_max >= 1")
+        low, high = self.duration_range
+        if not 0 <= low <= high:
+            raise ValueError("duration_range must be LOW,HIGH seconds with 0 <= LOW <= HIGH")
+        if self.sample_rate is not None and not 1_000 <= self.sample_rate <= 192_000:
+            raise ValueError("sample_rate must be between 1000 and 192000 Hz")
 
 
 def option_names() -> frozenset[str]:
@@ -73,8 +84,21 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     add("--latency-ms", type=float, default=d.latency_ms, help="added to every /api response")
     add("--latency-jitter-ms", type=float, default=d.latency_jitter_ms, help="uniform extra latency")
     add("--rate-limit-rps", type=float, default=d.rate_limit_rps, help="token bucket over /api (429)")
-    add("--recording-bytes", type=int, default=d.recording_bytes, help="mean recording size (+-50%%)")
+    add(
+        "--recording-bytes",
+        type=int,
+        default=d.recording_bytes,
+        help="mean recording size (+-50%%); default: real sizes from each call's duration and format",
+    )
     add("--huge-recording-bytes", type=int, default=d.huge_recording_bytes, help="size of one huge recording")
+    add(
+        "--duration-range",
+        type=_seconds_range,
+        default=d.duration_range,
+        metavar="LOW,HIGH",
+        help="seconds of joined calls, e.g. 160,900 for 5-29 MB recordings at 16 kHz mono",
+    )
+    add("--sample-rate", type=int, default=d.sample_rate, help="every recording mono at this rate (Hz)")
     add("--recording-rate", type=float, default=d.recording_rate, help="fraction of calls with recording on")
     add(
         "--stuck-recording-rate",
@@ -102,6 +126,14 @@ def parse_options(argv: list[str] | None = None, prog: str | None = None) -> Sim
         parser.error(str(exc))
 
 
+def _seconds_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(",")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH seconds, got {text!r}") from None
+
+
 def option_argv(**options: object) -> list[str]:
     """The inverse of `parse_options`: keyword options -> command-line flags (for subprocesses)."""
     unknown = set(options) - option_names()
@@ -111,5 +143,13 @@ def option_argv(**options: object) -> list[str]:
     for name, value in options.items():
         if value is None:
             continue
-        argv += ["--" + name.replace("_", "-"), value.isoformat() if isinstance(value, date) else str(value)]
+        argv += ["--" + name.replace("_", "-"), _flag_value(value)]
     return argv
+
+
+def _flag_value(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return str(value)

@@ -11,6 +11,7 @@ from typing import Any
 from etl.simulator.account import CallRecord
 from etl.simulator.audio import wav_chunks
 from etl.simulator.faults import Rule
+from etl.simulator.stats import Stats
 from etl.simulator.wire import Response
 
 JSON_TYPE = "application/json"
@@ -71,10 +72,14 @@ def server_error(rng: random.Random) -> Response:
     return Response(status, headers, body)
 
 
-def audio_response(record: CallRecord, abort_after_bytes: int | None = None) -> Response:
+def audio_response(record: CallRecord, stats: Stats, abort_after_bytes: int | None = None) -> Response:
     async def chunks() -> AsyncIterator[bytes | memoryview]:
-        for chunk in wav_chunks(record.seed, record.recording_bytes):
-            yield chunk
+        stats.recording_started()
+        try:
+            for chunk in wav_chunks(record.seed, record.recording_bytes, record.wav):
+                yield chunk
+        finally:
+            stats.recording_finished()
 
     return Response(
         200,

@@ -155,9 +155,12 @@ class Account:
         elif ever_ready:
             sha = self._sha256.get(record.call_id)
             if sha is None:
-                sha = self._sha256[record.call_id] = wav_sha256(record.seed, record.recording_bytes)
+                # Hashed on first ask, never at start-up: a real-sized account holds hundreds of GiB.
+                sha = wav_sha256(record.seed, record.recording_bytes, record.wav)
+                self._sha256[record.call_id] = sha
             recording = {"status": "ready", "bytes": record.recording_bytes, "sha256": sha}
             recording["delivery"] = record.delivery
+            recording["sample_rate"], recording["channels"] = record.wav.sample_rate, record.wav.channels
         line = {
             "call_id": record.call_id,
             "call_date": us_to_datetime(record.created_us).date().isoformat(),

@@ -25,6 +25,10 @@ class Stats:
     max_concurrent_connections: int = 0
     in_flight_requests: int = 0
     max_in_flight_requests: int = 0
+    # Recording bodies being sent right now: a request is in flight only until its answer is ready,
+    # while a 30 MB body streams long after that.
+    recordings_streaming: int = 0
+    max_recordings_streaming: int = 0
 
     # The connection and in-flight gauges track the server as a whole (API, storage and control).
     def opened(self) -> None:
@@ -40,6 +44,13 @@ class Stats:
 
     def request_finished(self) -> None:
         self.in_flight_requests -= 1
+
+    def recording_started(self) -> None:
+        self.recordings_streaming += 1
+        self.max_recordings_streaming = max(self.max_recordings_streaming, self.recordings_streaming)
+
+    def recording_finished(self) -> None:
+        self.recordings_streaming -= 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -57,6 +68,7 @@ class Stats:
             "open_connections": self.open_connections,
             "max_concurrent_connections": self.max_concurrent_connections,
             "max_in_flight_requests": self.max_in_flight_requests,
+            "max_recordings_streaming": self.max_recordings_streaming,
         }
 
     def reset(self) -> None:
@@ -66,5 +78,7 @@ class Stats:
             max_concurrent_connections=self.open_connections,
             in_flight_requests=self.in_flight_requests,
             max_in_flight_requests=self.in_flight_requests,
+            recordings_streaming=self.recordings_streaming,
+            max_recordings_streaming=self.recordings_streaming,
         )
         self.__dict__.update(fresh.__dict__)

@@ -60,4 +60,4 @@ class StorageOrigin(Origin):
         if record is None:
             return responses.xml_error(404, "NoSuchKey", "The specified key does not exist.")
         truncate = self.rng.random() < self.config.storage_truncate_rate
-        return responses.audio_response(record, record.recording_bytes // 2 if truncate else None)
+        return responses.audio_response(record, self.stats, record.recording_bytes // 2 if truncate else None)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from click.testing import CliRunner
 from support.archive_truth import read_archive
+from support.simulator_helpers import SMALL_RECORDING_BYTES
 
 from etl.cli import RunHooks, main
 from etl.simulator.process import running_simulator
@@ -34,7 +35,7 @@ def test_demo_archives_the_simulated_account_locally(tmp_path: Path) -> None:
 
 
 def test_missing_bucket_is_fatal_before_any_api_request(s3_endpoint: str, tmp_path: Path) -> None:
-    with running_simulator(calls=3, seed=3) as sim:
+    with running_simulator(calls=3, seed=3, recording_bytes=SMALL_RECORDING_BYTES) as sim:
         sim.reset_stats()
         env = {
             "ULTRAVOX_API_KEY": sim.api_key,
@@ -64,7 +65,7 @@ def test_until_before_since_is_a_usage_error() -> None:
 
 
 def test_summary_as_json_for_schedulers(tmp_path: Path) -> None:
-    with running_simulator(calls=8, seed=3, days=1) as sim:
+    with running_simulator(calls=8, seed=3, days=1, recording_bytes=SMALL_RECORDING_BYTES) as sim:
         env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
         args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(tmp_path / "a")]
         result = CliRunner().invoke(
@@ -80,7 +81,7 @@ def test_an_explicit_key_file_beats_the_inherited_key_and_an_inherited_key_file_
     tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "key"
-    with running_simulator(calls=3, seed=5, days=1) as sim:
+    with running_simulator(calls=3, seed=5, days=1, recording_bytes=SMALL_RECORDING_BYTES) as sim:
         key_file.write_text(sim.api_key + "\n")
         # click reads ULTRAVOX_API_KEY_FILE too, but a value from the environment keeps its rank.
         env = {
@@ -107,7 +108,7 @@ def test_a_run_into_a_directory_removes_stale_temp_files_and_keeps_fresh_ones(tm
     fresh.write_bytes(b"another run's write in progress")
     two_hours_ago = time.time() - 7200
     os.utime(stale, (two_hours_ago, two_hours_ago))
-    with running_simulator(calls=3, seed=5, days=1) as sim:
+    with running_simulator(calls=3, seed=5, days=1, recording_bytes=SMALL_RECORDING_BYTES) as sim:
         env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
         args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(dest)]
         result = CliRunner().invoke(main, [*args, "--log-level", "error"], env=env)
@@ -146,7 +147,7 @@ def test_a_program_embedding_the_cli_can_wrap_the_destination(tmp_path: Path) ->
         wrapped.append(_CountingStorage(storage))
         return cast(Storage, wrapped[-1])
 
-    with running_simulator(calls=3, seed=5, days=1) as sim:
+    with running_simulator(calls=3, seed=5, days=1, recording_bytes=SMALL_RECORDING_BYTES) as sim:
         env = {"ULTRAVOX_API_KEY": sim.api_key, "ULTRAVOX_API_BASE_URL": sim.api_base_url}
         args = ["backfill", "--since", sim.since, "--until", sim.until, "--dest", str(tmp_path / "a")]
         result = CliRunner().invoke(

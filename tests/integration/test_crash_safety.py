@@ -27,6 +27,7 @@ from support.archive_truth import (
     s3_filesystem,
 )
 from support.archiver_process import run, start, write_config
+from support.simulator_helpers import SMALL_RECORDING_BYTES
 
 from etl.simulator.process import SimulatorHandle, running_simulator
 
@@ -63,7 +64,9 @@ SIGKILLED = -signal.SIGKILL
 @pytest.fixture(scope="module")
 def account() -> Iterator[SimulatorHandle]:
     start_date = (datetime.now(UTC).date() - timedelta(days=2)).isoformat()
-    with running_simulator(calls=50, seed=41, days=3, start_date=start_date) as sim:
+    with running_simulator(
+        calls=50, seed=41, days=3, start_date=start_date, recording_bytes=SMALL_RECORDING_BYTES
+    ) as sim:
         yield sim
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -153,3 +155,47 @@ def test_first_urls_born_expired(start_simulator: StartSimulator) -> None:
         second = raw.get(api.get(f"/calls/{ready}/recording").headers["Location"])
     assert first.status_code == 403 and "Request has expired" in first.text
     assert second.status_code == 200
+
+
+def peak_rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+
+def open_recording(
+    api: httpx.Client, storage: httpx.Client, call_id: str, opened: ExitStack
+) -> httpx.Response:
+    """The recording's response, its body not read yet (via the signed URL when redirected)."""
+    answer = api.get(f"/calls/{call_id}/recording")
+    client, url = (
+        (storage, answer.headers["Location"]) if answer.status_code == 302 else (api, str(answer.url))
+    )
+    return opened.enter_context(client.stream("GET", url))
+
+
+def size_and_sha256(response: httpx.Response) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in response.iter_bytes():
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def test_real_sized_recordings_are_streamed_whole_and_true(start_simulator: StartSimulator) -> None:
+    # Quarter-hour calls at 48 kHz: ~86 MB recordings (seed 1: one redirected, one served directly),
+    # both streaming at once without the simulator ever holding one in memory.
+    big = start_simulator(
+        calls=2, seed=1, days=1, recording_bytes=None, duration_range=(900, 900), sample_rate=48_000,
+        recording_rate=1.0, stuck_recording_rate=0.0,
+    )  # fmt: skip
+    truth = big.truth()
+    assert {t["recording"]["delivery"] for t in truth} == {"redirect", "direct"}
+    assert all(t["recording"]["bytes"] == 44 + 900 * 48_000 * 2 for t in truth)
+    assert all((t["recording"]["sample_rate"], t["recording"]["channels"]) == (48_000, 1) for t in truth)
+    before = peak_rss_bytes(big.pid)
+    with api_client(big) as api, httpx.Client(trust_env=False) as storage, ExitStack() as opened:
+        responses = [open_recording(api, storage, t["call_id"], opened) for t in truth]
+        got = [size_and_sha256(response) for response in responses]
+    assert got == [(t["recording"]["bytes"], t["recording"]["sha256"]) for t in truth]
+    assert peak_rss_bytes(big.pid) - before < 16 * 2**20
+    assert big.stats()["max_recordings_streaming"] == 2

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/perf/bench.py                      # every case, JSON report + table
     .venv/bin/python tests/perf/bench.py --cases api,cpu      # a subset
+    .venv/bin/python tests/perf/bench.py --cases audio,small_api,inflight   # real-sized recordings
     .venv/bin/python tests/perf/bench.py --quick              # small sizes, to try the harness
 
 Every case runs against the simulator (its own process) and a moto S3 server (its own process), with
@@ -29,6 +30,7 @@ sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
 
 import boto3  # noqa: E402
 from alternatives import measure, run_dlt, run_sequential  # noqa: E402
+from archive_check import check_recordings, empty_bucket, recording_truth  # noqa: E402
 from http2_case import run_http2_case  # noqa: E402
 from support.s3server import aws_test_env, start_moto_server  # noqa: E402
 
@@ -38,6 +40,13 @@ MAX_RPS = 190
 SERVER_LIMIT = 200
 LATENCY_MS = 50
 SLOW_LATENCY_MS = 150
+# Realistic audio: 16 kHz mono calls of 160-900 s, recordings of 5.1-28.8 MB. Seed 7 gives 90 calls
+# with no unjoined one (whose recording would hold only the 30 s join timeout).
+AUDIO_SEED = 7
+AUDIO_DURATIONS = (160.0, 900.0)
+SAMPLE_RATE = 16_000
+SMALL_API_RECORDING_BYTES = 500_000
+INFLIGHT = 32  # recordings downloaded at once; seed 7 again: 32 calls, none unjoined
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,10 @@ class Sizes:
     growth: tuple[int, ...] = (1_000, 5_000, 20_000)
     slow_api_calls: int = 2_000
     slow_api_sequential_calls: int = 100
+    audio_calls: int = 90
+    small_api_calls: int = 1_000
+    small_api_sequential_calls: int = 100
+    inflight_seconds: float = 937.5  # 30 MB at 16 kHz mono
     quick: bool = False
 
 
@@ -62,6 +75,10 @@ QUICK = Sizes(
     growth=(200, 500),
     slow_api_calls=300,
     slow_api_sequential_calls=20,
+    audio_calls=12,
+    small_api_calls=200,
+    small_api_sequential_calls=20,
+    inflight_seconds=125.0,  # 4 MB
     quick=True,
 )
 
@@ -81,7 +98,13 @@ def new_bucket(prefix: str) -> str:
 
 
 def run_ours(
-    sim: SimulatorHandle, s3_env: dict[str, str], *, max_rps: float, extra: list[str] = ()
+    sim: SimulatorHandle,
+    s3_env: dict[str, str],
+    *,
+    max_rps: float,
+    extra: list[str] = (),
+    concurrency: int = 64,
+    env_extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The archiver as a user runs it: backfill of the simulator's window into S3, audio included."""
     bucket = new_bucket("ours")
@@ -91,10 +114,11 @@ def run_ours(
         "ULTRAVOX_API_KEY": sim.api_key,
         "ULTRAVOX_API_BASE_URL": sim.api_base_url,
         "ARCHIVE_DEST": f"s3://{bucket}/archive",
+        **(env_extra or {}),
     }
     cmd = [
         sys.executable, "-m", "etl", "backfill", "--since", sim.since, "--until", sim.until,
-        "--max-rps", str(max_rps), "--concurrency", "64", "--recording-wait", "30",
+        "--max-rps", str(max_rps), "--concurrency", str(concurrency), "--recording-wait", "30",
         "--summary-format", "json", "--log-format", "json", "--log-level", "warning", *extra,
     ]  # fmt: skip
     sim.reset_stats()
@@ -117,13 +141,17 @@ def run_ours(
         "rate_limited_429": stats["rate_limited"],
         "calls_per_s": round(calls / result["wall_s"], 1),
         "cpu_ms_per_call": round(1000 * result["cpu_s"] / max(calls, 1), 2),
+        "max_recordings_streaming": stats.get("max_recordings_streaming"),
+        "bucket": bucket,
     }
 
 
-def api_bound_sim(calls: int, *, latency_ms: float = LATENCY_MS, **extra: Any) -> Any:
+def api_bound_sim(
+    calls: int, *, latency_ms: float = LATENCY_MS, recording_bytes: int = 200_000, **extra: Any
+) -> Any:
     return running_simulator(
         calls=calls, seed=5, days=5, latency_ms=latency_ms, rate_limit_rps=SERVER_LIMIT,
-        recording_bytes=200_000, stuck_recording_rate=0.0, ready_timeout_s=120, **extra,
+        recording_bytes=recording_bytes, stuck_recording_rate=0.0, ready_timeout_s=120, **extra,
     )  # fmt: skip
 
 
@@ -197,8 +225,9 @@ def case_memory(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     ) as sim:  # fmt: skip
         report[f"{sizes.memory_calls}_calls"] = run_ours(sim, s3_env, max_rps=100_000)
     with running_simulator(
-        calls=20, seed=8, days=1, huge_recording_bytes=sizes.huge_recording, stuck_recording_rate=0.0
-    ) as sim:
+        calls=20, seed=8, days=1, recording_bytes=20_000, huge_recording_bytes=sizes.huge_recording,
+        stuck_recording_rate=0.0,
+    ) as sim:  # fmt: skip
         result = run_ours(sim, s3_env, max_rps=100_000)
         result["huge_recording_bytes"] = sizes.huge_recording
         report["huge_recording"] = result
@@ -216,6 +245,77 @@ def case_growth(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     return {"series": series}
 
 
+def audio_sim(calls: int, duration_range: tuple[float, float]) -> Any:
+    """Real-sized recordings on every call, no latency, no limit: the API is not the bottleneck."""
+    return running_simulator(
+        calls=calls, seed=AUDIO_SEED, days=1, recording_rate=1.0, stuck_recording_rate=0.0,
+        recording_bytes=None, duration_range=duration_range, sample_rate=SAMPLE_RATE, ready_timeout_s=120,
+    )  # fmt: skip
+
+
+def all_recordings_ready(sim: SimulatorHandle) -> dict[str, dict[str, Any]]:
+    """End the calls still underway and finish every recording's processing (no 425 for either
+    client, so both archive the same recordings); then the truth, hashed before any measured run."""
+    sim.advance(end_underway=True, finish_processing=True)
+    return recording_truth(sim)
+
+
+def audio_figures(result: dict[str, Any], audio_bytes: int) -> dict[str, Any]:
+    gib = audio_bytes / 2**30
+    return {
+        **result,
+        "audio_bytes": audio_bytes,
+        "cpu_s_per_gib": round(result["cpu_s"] / gib, 2) if gib else None,
+    }
+
+
+def case_audio(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """Realistic audio side by side with the sequential script (httpx + boto3 put_object, one call at
+    a time): wall, CPU-seconds per GiB archived, peak RSS, and every object checked against the truth."""
+    report: dict[str, Any] = {"duration_range_s": AUDIO_DURATIONS, "sample_rate": SAMPLE_RATE}
+    with audio_sim(sizes.audio_calls, AUDIO_DURATIONS) as sim:
+        truth = all_recordings_ready(sim)
+        ours = run_ours(sim, s3_env, max_rps=MAX_RPS)
+        ours["archive"] = check_recordings(ours["bucket"], "archive/recordings/", truth)
+        empty_bucket(ours["bucket"])
+        seq_bucket = new_bucket("seq-audio")
+        sequential = run_sequential(sim, s3_env, seq_bucket, sizes.audio_calls)
+        sequential["archive"] = check_recordings(seq_bucket, "sequential/recordings/", truth)
+        empty_bucket(seq_bucket)
+    report["ours"] = audio_figures(ours, ours["recording_bytes"])
+    report["sequential"] = audio_figures(sequential, sequential["audio_bytes"])
+    report["ours_vs_sequential"] = {
+        "wall": round(ours["wall_s"] / sequential["wall_s"], 3),
+        "cpu_s_per_gib": round(report["ours"]["cpu_s_per_gib"] / report["sequential"]["cpu_s_per_gib"], 3),
+    }
+    return report
+
+
+def case_small_api(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """A small account's first sync, bound by the API: wall time from start-up to exit against the
+    floor set by the rate limit; the sequential script on a subset of the same account."""
+    with api_bound_sim(sizes.small_api_calls, recording_bytes=SMALL_API_RECORDING_BYTES) as sim:
+        ours = run_ours(sim, s3_env, max_rps=MAX_RPS)
+        sequential = run_sequential(sim, s3_env, new_bucket("seq-small"), sizes.small_api_sequential_calls)
+    bound_s = ours["api_requests"] / MAX_RPS
+    ours = {**ours, "bound_s": round(bound_s, 2), "wall_over_bound": round(ours["wall_s"] / bound_s, 3)}
+    return {"ours": ours, "sequential": sequential}
+
+
+def case_inflight(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
+    """32 recordings of 30 MB downloading at once (concurrency and download concurrency 32): peak RSS."""
+    seconds = sizes.inflight_seconds
+    with audio_sim(INFLIGHT, (seconds, seconds)) as sim:
+        truth = all_recordings_ready(sim)
+        ours = run_ours(
+            sim, s3_env, max_rps=MAX_RPS, concurrency=INFLIGHT,
+            env_extra={"ARCHIVER_DOWNLOAD_CONCURRENCY": str(INFLIGHT)},
+        )  # fmt: skip
+        ours["archive"] = check_recordings(ours["bucket"], "archive/recordings/", truth)
+        empty_bucket(ours["bucket"])
+    return {"recording_seconds": seconds, **ours}
+
+
 def case_http2(sizes: Sizes, s3_env: dict[str, str]) -> dict[str, Any]:
     """HTTP/1.1 (httpx's default transport, and ours) against HTTP/2 for the archiver's requests."""
     return run_http2_case(quick=sizes.quick)
@@ -230,6 +330,9 @@ CASES: dict[str, Callable[[Sizes, dict[str, str]], dict[str, Any]]] = {
     "memory": case_memory,
     "growth": case_growth,
     "http2": case_http2,
+    "audio": case_audio,
+    "small_api": case_small_api,
+    "inflight": case_inflight,
 }
 
 

@@ -9,6 +9,11 @@ import httpx
 
 from etl.simulator.process import SimulatorHandle
 
+# The simulator serves real-sized recordings (~16 MB on average) unless told otherwise; tests ask for
+# this mean size instead, so the default run stays a few minutes. Pass `recording_bytes=None` for
+# real sizes.
+SMALL_RECORDING_BYTES = 48_000
+
 
 class StartSimulator(Protocol):
     """The `start_simulator` and `start_shared_simulator` fixtures (conftest.py): options are

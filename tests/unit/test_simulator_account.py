@@ -7,12 +7,14 @@ import io
 import re
 import uuid
 import wave
+from dataclasses import replace
 from datetime import UTC, date, datetime
+from operator import attrgetter
 
 import pytest
 
 from etl.simulator.account import AccountSpec, CallRecord, build_call, generate_records
-from etl.simulator.audio import wav_chunks, wav_sha256
+from etl.simulator.audio import WavFormat, wav_chunks, wav_sha256
 from etl.simulator.transcript import Transcript, build_transcript
 
 SPEC = AccountSpec(seed=3, calls=400, days=5, start_date=date(2026, 3, 2), recording_bytes=48_000)
@@ -193,3 +195,69 @@ def test_one_huge_recording_when_asked(records: list[CallRecord]) -> None:
     assert len(huge) == 1
     assert huge[0].delivery == "redirect" and huge[0].processing_polls == 0 and not huge[0].underway
     assert max(r.recording_bytes for r in records) < 2**20
+
+
+# --- real-sized recordings --------------------------------------------------------------------------
+
+REAL = AccountSpec(seed=3, calls=400, days=5, start_date=date(2026, 3, 2), recording_bytes=None)
+
+
+def billed_seconds(call: dict[str, object]) -> float:
+    return float(str(call["billedDuration"]).removesuffix("s"))
+
+
+def test_real_recordings_last_as_long_as_their_call_at_their_formats_byte_rate() -> None:
+    records = generate_records(REAL)
+    for record in records:
+        ended = build_call(record, ended=True, summarised=False)
+        seconds = 30 if record.unjoined else billed_seconds(ended)
+        frames = round(seconds * record.wav.sample_rate)
+        assert record.recording_bytes == 44 + frames * record.wav.channels * 2, record
+    sizes = sorted(r.recording_bytes for r in records if not r.unjoined)
+    assert sizes[0] < 1_000_000 and sizes[-1] > 50_000_000  # seconds to a quarter hour, 8-48 kHz
+    assert 10e6 < sum(sizes) / len(sizes) < 25e6
+
+
+def test_the_format_varies_per_call_and_phone_calls_are_8_khz_mono() -> None:
+    records = generate_records(REAL)
+    formats = {(r.medium, r.wav.sample_rate, r.wav.channels) for r in records}
+    assert {f for f in formats if f[0] == "twilio"} == {("twilio", 8_000, 1)}
+    web = {f[1:] for f in formats if f[0] == "webRtc"}
+    assert {(16_000, 1), (48_000, 1), (24_000, 1)} <= web and any(channels == 2 for _, channels in web)
+    assert {next(iter(served(r)["medium"])) for r in records} == {"webRtc", "twilio"}  # type: ignore[call-overload]
+    assert all(next(iter(served(r)["medium"])) == r.medium for r in records)  # type: ignore[call-overload]
+
+
+def test_the_wav_header_tells_the_truth() -> None:
+    # Short calls, so whole files are cheap to parse.
+    spec = replace(REAL, calls=200, duration_range=(1.0, 3.0))
+    seen = set()
+    for record in generate_records(spec):
+        body = b"".join(wav_chunks(record.seed, record.recording_bytes, record.wav))
+        assert len(body) == record.recording_bytes
+        with wave.open(io.BytesIO(body)) as parsed:
+            fmt = (parsed.getnchannels(), parsed.getsampwidth(), parsed.getframerate())
+            assert fmt == (record.wav.channels, 2, record.wav.sample_rate)
+            assert 44 + parsed.getnframes() * record.wav.block_align == len(body)
+        seen.add(fmt)
+    assert len(seen) >= 4
+
+
+def test_duration_range_and_sample_rate_bound_the_sizes() -> None:
+    spec = replace(REAL, duration_range=(160.0, 900.0), sample_rate=16_000)
+    records = generate_records(spec)
+    joined = [r for r in records if not r.unjoined]
+    assert all(160.0 <= r.duration_s <= 900.0 for r in joined)
+    assert all(r.wav == WavFormat(16_000, 1) for r in records)
+    assert all(5_000_000 < r.recording_bytes < 29_000_000 for r in joined)
+    # The other fields do not move with the media options: accounts picked by seed keep their mix.
+    before = generate_records(replace(REAL, recording_bytes=48_000))
+    key = attrgetter("call_id", "created", "underway", "unjoined", "processing_polls", "delivery", "seed")
+    assert [key(r) for r in records] == [key(r) for r in before]
+
+
+def test_recording_bytes_overrides_the_mean_size_in_whole_frames() -> None:
+    records = generate_records(SPEC)
+    assert all(24_000 <= r.recording_bytes <= 72_000 for r in records)
+    assert all((r.recording_bytes - 44) % r.wav.block_align == 0 for r in records)
+    assert len({r.wav for r in records}) > 3  # the override keeps the formats' variety

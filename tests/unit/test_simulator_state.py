@@ -140,3 +140,28 @@ def test_options_defaults_and_flag_round_trip() -> None:
         option_argv(colour="blue")
     with pytest.raises(SystemExit):
         parse_options(["--days", "0"])
+
+
+def test_recording_options_default_to_real_sizes_and_round_trip() -> None:
+    defaults = parse_options([])
+    assert (defaults.recording_bytes, defaults.duration_range, defaults.sample_rate) == (
+        None,
+        (4.0, 900.0),
+        None,
+    )
+    media = {"recording_bytes": 5_000, "duration_range": (160.0, 900.0), "sample_rate": 16_000}
+    assert parse_options(option_argv(**media)) == SimulatorOptions(**media)
+    assert parse_options(["--duration-range", "160,900"]).duration_range == (160.0, 900.0)
+    for bad in (["--duration-range", "900,160"], ["--duration-range", "160"], ["--sample-rate", "7"]):
+        with pytest.raises(SystemExit):
+            parse_options(bad)
+
+
+def test_truth_gives_the_format_and_hashes_real_sizes_only_when_asked() -> None:
+    account = Account(AccountSpec(5, 200, 3, date(2026, 3, 2), recording_bytes=None))
+    assert account._sha256 == {}  # nothing hashed at start-up
+    ready = first(account, recording_enabled=True, underway=False, processing_polls=0, delivery="direct")
+    line = account.truth_line(ready)["recording"]
+    assert line["bytes"] == ready.recording_bytes > 100_000
+    assert (line["sample_rate"], line["channels"]) == (ready.wav.sample_rate, ready.wav.channels)
+    assert list(account._sha256) == [ready.call_id]
