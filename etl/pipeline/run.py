@@ -3,13 +3,16 @@
 One `Run` is built per run; `backfill` and `sync` say which days it visits, `archive` opens the API
 client and runs one of them.
 
-Concurrency lives here, in three kinds of slots the run creates. Days are worked on a few at a time
-(days in flight). Each listed call becomes a task once one of `concurrency` call slots is free, so
-listing never runs ahead of processing (memory stays flat however many calls a day has); the call's
-slot is lent to its recording fetch, which gives it up while it waits for a recording that is not
-ready. Downloads from the storage host have their own bound (download slots). All API requests
-share the client's rate limiter. A failure inside one call is recorded against that call and the
-run goes on; only a rejected API key or an unusable destination stops everything.
+Concurrency lives here, in three kinds of slots the run creates. A few days are open at once (leased,
+listed, their calls in flight, not yet published), and they list one at a time, in date order: the
+next day's listing starts the moment the previous one's ends, while that day's last calls finish,
+so the rate budget never drains between days. Each listed call becomes a task once one of
+`concurrency` call slots is free, so listing never runs ahead of processing (memory stays flat
+however many calls a day has); the call's slot is lent to its recording fetch, which gives it up
+while it waits for a recording that is not ready. Downloads from the storage host have their own
+bound (download slots). All API requests share the client's rate limiter. A failure inside one call
+is recorded against that call and the run goes on; only a rejected API key or an unusable
+destination stops everything.
 
 Each day is one partition, written by one run at a time: the run holds the partition's lease in the
 destination while it works, marks the partition open before writing anything, and writes the
@@ -39,6 +42,7 @@ from etl.errors import ArchiverError, AuthError, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
+from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.reporting.summary import RunSummary, run_records
 from etl.state import (
@@ -56,7 +60,11 @@ from etl.storage.lease import Lease, Leases, Locked, acquire_within, renewing
 
 log = logging.getLogger(__name__)
 
-_DAYS_IN_FLIGHT = 2
+# Days leased and not yet published: one listing, one or two finishing their last calls (a recording
+# not ready holds its day open for up to `recording_wait_s`), one prepared (leased, its archived
+# files read) so the listing hand-over waits for no storage request. Each open day holds its
+# partition's rows and archived index, so this bounds memory as the call slots do for calls.
+_DAYS_OPEN = 4
 
 
 # -- the commands -------------------------------------------------------------------------------------
@@ -136,7 +144,8 @@ class Run:
         self._leases = Leases(
             storage, owner=f"{run_id}@{socket.gethostname()}", ttl_s=settings.lease_ttl_s, clock=now
         )
-        self._day_slots = asyncio.Semaphore(_DAYS_IN_FLIGHT)
+        self._days_open = asyncio.Semaphore(_DAYS_OPEN)
+        self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         fetcher = RecordingFetcher(
             client,
@@ -167,9 +176,10 @@ class Run:
             log.info(
                 "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
             )
+            self._listing_turns = Turns(len(days))
             async with asyncio.TaskGroup() as group:
-                for day in days:
-                    group.create_task(self._archive_day(day))
+                for index, day in enumerate(days):
+                    group.create_task(self._archive_day(index, day))
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
             summary.fatal_error = str(_first_leaf(group))
@@ -190,25 +200,30 @@ class Run:
 
     # -- one partition --------------------------------------------------------------------------------
 
-    async def _archive_day(self, day: date) -> None:
-        async with self._day_slots:
-            lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
-            if isinstance(lease, Locked):
-                self._ledger.partition_locked(day, lease.describe())
-                return
-            try:
-                async with renewing(lease):
-                    await self._archive_leased_day(day, lease)
-            finally:
-                await asyncio.to_thread(lease.release)
+    async def _archive_day(self, index: int, day: date) -> None:
+        """Archive `day`, the `index`th of the run's days (its turn to list)."""
+        try:
+            async with self._days_open:
+                lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
+                if isinstance(lease, Locked):
+                    self._ledger.partition_locked(day, lease.describe())
+                    return
+                try:
+                    async with renewing(lease):
+                        await self._archive_leased_day(index, day, lease)
+                finally:
+                    await asyncio.to_thread(lease.release)
+        finally:
+            # A day that never lists (locked, failed, cancelled) must not hold up the days after it.
+            self._listing_turns.end(index)
 
-    async def _archive_leased_day(self, day: date, lease: Lease) -> None:
+    async def _archive_leased_day(self, index: int, day: date, lease: Lease) -> None:
         # Open before any data is written: a run killed from here on leaves the day for the next run.
         await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
         partition, book = Partition(day, self._spool_dir), PartitionBook(day)
         try:
             await asyncio.to_thread(partition.load_archived, self._storage)
-            if not await self._list_and_archive(partition, book):
+            if not await self._list_and_archive(index, partition, book):
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
             if not lease.still_held():
@@ -235,12 +250,18 @@ class Run:
         if manifest.final:
             await asyncio.to_thread(self._storage.delete, open_marker_key(day))
 
-    async def _list_and_archive(self, partition: Partition, book: PartitionBook) -> bool:
+    async def _list_and_archive(self, index: int, partition: Partition, book: PartitionBook) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
         async with asyncio.TaskGroup() as calls:
             try:
-                await self._list_day(partition, book, calls)
+                # The turn ends once every call is listed, not when they are done: the group still
+                # waits for this day's calls while the next day lists.
+                await self._listing_turns.wait(index)
+                try:
+                    await self._list_day(partition, book, calls)
+                finally:
+                    self._listing_turns.end(index)
                 return True
             except AuthError:
                 raise
