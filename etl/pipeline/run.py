@@ -42,6 +42,7 @@ from etl.errors import ArchiverError, AuthError, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
+from etl.pipeline.readahead import ReadAhead
 from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.reporting.summary import RunSummary, run_records
@@ -60,11 +61,14 @@ from etl.storage.lease import Lease, Leases, Locked, acquire_within, renewing
 
 log = logging.getLogger(__name__)
 
-# Days leased and not yet published: one listing, one or two finishing their last calls (a recording
-# not ready holds its day open for up to `recording_wait_s`), one prepared (leased, its archived
-# files read) so the listing hand-over waits for no storage request. Each open day holds its
-# partition's rows and archived index, so this bounds memory as the call slots do for calls.
-_DAYS_OPEN = 4
+# Days leased and not yet published: one listing, some finishing their last calls (a recording not
+# ready holds its day open for up to `recording_wait_s`), the rest prepared (leased, archived files
+# read, first page fetched) so that the listing passes from day to day without a storage request or
+# a listing round trip. Eight rather than three or four for accounts with few calls a day, where a
+# day's turn is short and days are open mostly while they publish. Each open day holds a page of
+# calls, its partition's unwritten rows and its archived index: this bounds memory as the call slots
+# do for calls.
+_DAYS_OPEN = 8
 
 
 # -- the commands -------------------------------------------------------------------------------------
@@ -255,13 +259,7 @@ class Run:
         nothing of the day is published: a partial listing would look like deleted calls)."""
         async with asyncio.TaskGroup() as calls:
             try:
-                # The turn ends once every call is listed, not when they are done: the group still
-                # waits for this day's calls while the next day lists.
-                await self._listing_turns.wait(index)
-                try:
-                    await self._list_day(partition, book, calls)
-                finally:
-                    self._listing_turns.end(index)
+                await self._list_day(index, partition, book, calls)
                 return True
             except AuthError:
                 raise
@@ -270,16 +268,30 @@ class Run:
                 self._ledger.problem(ProblemKind.LISTING_FAILED, reason, book)
         return False
 
-    async def _list_day(self, partition: Partition, book: PartitionBook, calls: asyncio.TaskGroup) -> None:
+    async def _list_day(
+        self, index: int, partition: Partition, book: PartitionBook, calls: asyncio.TaskGroup
+    ) -> None:
         slots = self._call_slots
-        async for page in calls_of_day(self._client, partition.day, page_size=self._settings.page_size):
-            for raw in page:
-                call = self._calls.admit(raw, book)
-                if call is None:
-                    continue
-                await slots.acquire()
-                task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
-                task.add_done_callback(lambda _: slots.release())
+        # The first page is asked for now, while the day waits for its turn: the turn passes from
+        # one day to the next without a listing round trip in between.
+        pages = ReadAhead(calls_of_day(self._client, partition.day, page_size=self._settings.page_size))
+        try:
+            await self._listing_turns.wait(index)
+            try:
+                async for page in pages:
+                    for raw in page:
+                        call = self._calls.admit(raw, book)
+                        if call is None:
+                            continue
+                        await slots.acquire()
+                        task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
+                        task.add_done_callback(lambda _: slots.release())
+            finally:
+                # The turn ends once every call is listed, not when they are done: the day's task
+                # group still waits for its calls while the next day lists.
+                self._listing_turns.end(index)
+        finally:
+            await pages.aclose()
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
         """Which calls the source deleted that day, and when."""
