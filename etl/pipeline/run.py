@@ -222,12 +222,17 @@ class Run:
             self._listing_turns.end(index)
 
     async def _archive_leased_day(self, index: int, day: date, lease: Lease) -> None:
-        # Open before any data is written: a run killed from here on leaves the day for the next run.
-        await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
+        # The first page is asked for as soon as the day is leased (listing writes nothing): it
+        # arrives while the day is marked open and its archived files are read, and while the day
+        # waits for its turn, which then passes from day to day without a listing round trip.
+        pages = ReadAhead(calls_of_day(self._client, day, page_size=self._settings.page_size))
         partition, book = Partition(day, self._spool_dir), PartitionBook(day)
         try:
+            # Open before any data is written: a run killed from here on leaves the day for the next run.
+            marker = self.summary.run_id.encode()
+            await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
             await asyncio.to_thread(partition.load_archived, self._storage)
-            if not await self._list_and_archive(index, partition, book):
+            if not await self._list_and_archive(index, pages, partition, book):
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
             if not lease.still_held():
@@ -244,6 +249,7 @@ class Run:
             await self._write_manifest(manifest)
             self._ledger.partition_written(manifest)
         finally:
+            await pages.aclose()
             partition.discard()
 
     async def _write_manifest(self, manifest: PartitionManifest) -> None:
@@ -254,12 +260,14 @@ class Run:
         if manifest.final:
             await asyncio.to_thread(self._storage.delete, open_marker_key(day))
 
-    async def _list_and_archive(self, index: int, partition: Partition, book: PartitionBook) -> bool:
+    async def _list_and_archive(
+        self, index: int, pages: ReadAhead[list[Any]], partition: Partition, book: PartitionBook
+    ) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
         async with asyncio.TaskGroup() as calls:
             try:
-                await self._list_day(index, partition, book, calls)
+                await self._list_day(index, pages, partition, book, calls)
                 return True
             except AuthError:
                 raise
@@ -269,29 +277,28 @@ class Run:
         return False
 
     async def _list_day(
-        self, index: int, partition: Partition, book: PartitionBook, calls: asyncio.TaskGroup
+        self,
+        index: int,
+        pages: ReadAhead[list[Any]],
+        partition: Partition,
+        book: PartitionBook,
+        calls: asyncio.TaskGroup,
     ) -> None:
         slots = self._call_slots
-        # The first page is asked for now, while the day waits for its turn: the turn passes from
-        # one day to the next without a listing round trip in between.
-        pages = ReadAhead(calls_of_day(self._client, partition.day, page_size=self._settings.page_size))
+        await self._listing_turns.wait(index)
         try:
-            await self._listing_turns.wait(index)
-            try:
-                async for page in pages:
-                    for raw in page:
-                        call = self._calls.admit(raw, book)
-                        if call is None:
-                            continue
-                        await slots.acquire()
-                        task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
-                        task.add_done_callback(lambda _: slots.release())
-            finally:
-                # The turn ends once every call is listed, not when they are done: the day's task
-                # group still waits for its calls while the next day lists.
-                self._listing_turns.end(index)
+            async for page in pages:
+                for raw in page:
+                    call = self._calls.admit(raw, book)
+                    if call is None:
+                        continue
+                    await slots.acquire()
+                    task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
+                    task.add_done_callback(lambda _: slots.release())
         finally:
-            await pages.aclose()
+            # The turn ends once every call is listed, not when they are done: the day's task
+            # group still waits for its calls while the next day lists.
+            self._listing_turns.end(index)
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
         """Which calls the source deleted that day, and when."""
