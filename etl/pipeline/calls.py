@@ -86,7 +86,8 @@ class CallArchiver:
         """Archive one admitted call into `partition`; a failure costs this call only, with its reason.
 
         `slot` is the call slot the caller holds for this call: lent to the recording fetch, which
-        gives it up while it waits for a recording that is not ready."""
+        gives it up while it waits for a recording that is not ready (the transcript's requests,
+        a page or two, may still be in flight then)."""
         call_id, call = admitted.call_id, admitted.call
         archived = partition.archived.get(call_id)
         # The recording is fetched alongside the transcript: its 425 waits,
