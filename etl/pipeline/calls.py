@@ -86,18 +86,22 @@ class CallArchiver:
         """Archive one admitted call into `partition`; a failure costs this call only, with its reason.
 
         `slot` is the call slot the caller holds for this call: lent to the recording fetch, which
-        gives it up while it waits for a recording that is not ready."""
+        gives it up while it waits for a recording that is not ready (the transcript's requests,
+        a page or two, may still be in flight then)."""
         call_id, call = admitted.call_id, admitted.call
         archived = partition.archived.get(call_id)
+        # The recording is fetched alongside the transcript: its 425 waits,
+        # download and upload overlap the transcript's requests instead of following them, so a
+        # day's (and the run's) last calls do not leave the rate budget idle while audio moves.
+        recording = asyncio.create_task(self._recording(call, call_id, partition, archived, slot))
         try:
-            message_rows: list[dict[str, Any]] | None = None
-            if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
-                assert archived is not None and archived.message_count is not None
-                message_count = archived.message_count
-            else:
-                message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
-                message_count = len(message_rows)
-            outcome = await self._recording(call, call_id, partition, archived, slot)
+            try:
+                message_rows, message_count = await self._transcript(call_id, partition, archived)
+            except BaseException:
+                # The call has failed: its recording is not wanted any more (the next run asks again).
+                await _cancelled(recording)
+                raise
+            outcome = await _settled(recording)
             row = records.with_outcome(
                 admitted.row,
                 outcome,
@@ -121,6 +125,16 @@ class CallArchiver:
             return
         partition.add_call(row, message_rows)
         self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=message_rows is None)
+
+    async def _transcript(
+        self, call_id: str, partition: Partition, archived: ArchivedCall | None
+    ) -> tuple[list[dict[str, Any]] | None, int]:
+        """The call's message rows and count; rows None when the archived transcript is re-used."""
+        if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
+            assert archived is not None and archived.message_count is not None
+            return None, archived.message_count
+        message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
+        return message_rows, len(message_rows)
 
     async def _recording(
         self,
@@ -148,6 +162,27 @@ class CallArchiver:
         async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
             messages.extend(page)
         return messages
+
+
+# A call's recording task never outlives the call: the call's slot, lent to the fetch, is given back
+# when the call ends, and the fetch may still be holding it.
+
+
+async def _settled(recording: asyncio.Task[RecordingOutcome]) -> RecordingOutcome:
+    """The recording's outcome; if the call is cancelled meanwhile, the recording is cancelled and
+    waited for before the cancellation goes on."""
+    try:
+        return await asyncio.shield(recording)
+    except asyncio.CancelledError:
+        await _cancelled(recording)
+        raise
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("recording ended with an error after its call failed", exc_info=task.exception())
 
 
 def give_up_if_overdue(

@@ -3,13 +3,16 @@
 One `Run` is built per run; `backfill` and `sync` say which days it visits, `archive` opens the API
 client and runs one of them.
 
-Concurrency lives here, in three kinds of slots the run creates. Days are worked on a few at a time
-(days in flight). Each listed call becomes a task once one of `concurrency` call slots is free, so
-listing never runs ahead of processing (memory stays flat however many calls a day has); the call's
-slot is lent to its recording fetch, which gives it up while it waits for a recording that is not
-ready. Downloads from the storage host have their own bound (download slots). All API requests
-share the client's rate limiter. A failure inside one call is recorded against that call and the
-run goes on; only a rejected API key or an unusable destination stops everything.
+Concurrency lives here, in three kinds of slots the run creates. A few days are open at once (leased,
+listed, their calls in flight, not yet published), and they list one at a time, in date order: the
+next day's listing starts the moment the previous one's ends, while that day's last calls finish,
+so the rate budget never drains between days. Each listed call becomes a task once one of
+`concurrency` call slots is free, so listing never runs ahead of processing (memory stays flat
+however many calls a day has); the call's slot is lent to its recording fetch, which gives it up
+while it waits for a recording that is not ready. Downloads from the storage host have their own
+bound (download slots). All API requests share the client's rate limiter. A failure inside one call
+is recorded against that call and the run goes on; only a rejected API key or an unusable
+destination stops everything.
 
 Each day is one partition, written by one run at a time: the run holds the partition's lease in the
 destination while it works, marks the partition open before writing anything, and writes the
@@ -39,6 +42,8 @@ from etl.errors import ArchiverError, AuthError, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
+from etl.pipeline.readahead import ReadAhead
+from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.reporting.summary import RunSummary, run_records
 from etl.state import (
@@ -56,7 +61,14 @@ from etl.storage.lease import Lease, Leases, Locked, acquire_within, renewing
 
 log = logging.getLogger(__name__)
 
-_DAYS_IN_FLIGHT = 2
+# Days leased and not yet published: one listing, some finishing their last calls (a recording not
+# ready holds its day open for up to `recording_wait_s`), the rest prepared (leased, archived files
+# read, first page fetched) so that the listing passes from day to day without a storage request or
+# a listing round trip. Eight rather than three or four for accounts with few calls a day, where a
+# day's turn is short and days are open mostly while they publish. Each open day holds a page of
+# calls, its partition's unwritten rows and its archived index: this bounds memory as the call slots
+# do for calls.
+_DAYS_OPEN = 8
 
 
 # -- the commands -------------------------------------------------------------------------------------
@@ -136,7 +148,8 @@ class Run:
         self._leases = Leases(
             storage, owner=f"{run_id}@{socket.gethostname()}", ttl_s=settings.lease_ttl_s, clock=now
         )
-        self._day_slots = asyncio.Semaphore(_DAYS_IN_FLIGHT)
+        self._days_open = asyncio.Semaphore(_DAYS_OPEN)
+        self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         fetcher = RecordingFetcher(
             client,
@@ -167,9 +180,10 @@ class Run:
             log.info(
                 "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
             )
+            self._listing_turns = Turns(len(days))
             async with asyncio.TaskGroup() as group:
-                for day in days:
-                    group.create_task(self._archive_day(day))
+                for index, day in enumerate(days):
+                    group.create_task(self._archive_day(index, day))
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
             summary.fatal_error = str(_first_leaf(group))
@@ -190,25 +204,35 @@ class Run:
 
     # -- one partition --------------------------------------------------------------------------------
 
-    async def _archive_day(self, day: date) -> None:
-        async with self._day_slots:
-            lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
-            if isinstance(lease, Locked):
-                self._ledger.partition_locked(day, lease.describe())
-                return
-            try:
-                async with renewing(lease):
-                    await self._archive_leased_day(day, lease)
-            finally:
-                await asyncio.to_thread(lease.release)
+    async def _archive_day(self, index: int, day: date) -> None:
+        """Archive `day`, the `index`th of the run's days (its turn to list)."""
+        try:
+            async with self._days_open:
+                lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
+                if isinstance(lease, Locked):
+                    self._ledger.partition_locked(day, lease.describe())
+                    return
+                try:
+                    async with renewing(lease):
+                        await self._archive_leased_day(index, day, lease)
+                finally:
+                    await asyncio.to_thread(lease.release)
+        finally:
+            # A day that never lists (locked, failed, cancelled) must not hold up the days after it.
+            self._listing_turns.end(index)
 
-    async def _archive_leased_day(self, day: date, lease: Lease) -> None:
-        # Open before any data is written: a run killed from here on leaves the day for the next run.
-        await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), self.summary.run_id.encode())
+    async def _archive_leased_day(self, index: int, day: date, lease: Lease) -> None:
+        # The first page is asked for as soon as the day is leased (listing writes nothing): it
+        # arrives while the day is marked open and its archived files are read, and while the day
+        # waits for its turn, which then passes from day to day without a listing round trip.
+        pages = ReadAhead(calls_of_day(self._client, day, page_size=self._settings.page_size))
         partition, book = Partition(day, self._spool_dir), PartitionBook(day)
         try:
+            # Open before any data is written: a run killed from here on leaves the day for the next run.
+            marker = self.summary.run_id.encode()
+            await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
             await asyncio.to_thread(partition.load_archived, self._storage)
-            if not await self._list_and_archive(partition, book):
+            if not await self._list_and_archive(index, pages, partition, book):
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
             if not lease.still_held():
@@ -225,6 +249,7 @@ class Run:
             await self._write_manifest(manifest)
             self._ledger.partition_written(manifest)
         finally:
+            await pages.aclose()
             partition.discard()
 
     async def _write_manifest(self, manifest: PartitionManifest) -> None:
@@ -235,12 +260,14 @@ class Run:
         if manifest.final:
             await asyncio.to_thread(self._storage.delete, open_marker_key(day))
 
-    async def _list_and_archive(self, partition: Partition, book: PartitionBook) -> bool:
+    async def _list_and_archive(
+        self, index: int, pages: ReadAhead[list[Any]], partition: Partition, book: PartitionBook
+    ) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
         async with asyncio.TaskGroup() as calls:
             try:
-                await self._list_day(partition, book, calls)
+                await self._list_day(index, pages, partition, book, calls)
                 return True
             except AuthError:
                 raise
@@ -249,16 +276,29 @@ class Run:
                 self._ledger.problem(ProblemKind.LISTING_FAILED, reason, book)
         return False
 
-    async def _list_day(self, partition: Partition, book: PartitionBook, calls: asyncio.TaskGroup) -> None:
+    async def _list_day(
+        self,
+        index: int,
+        pages: ReadAhead[list[Any]],
+        partition: Partition,
+        book: PartitionBook,
+        calls: asyncio.TaskGroup,
+    ) -> None:
         slots = self._call_slots
-        async for page in calls_of_day(self._client, partition.day, page_size=self._settings.page_size):
-            for raw in page:
-                call = self._calls.admit(raw, book)
-                if call is None:
-                    continue
-                await slots.acquire()
-                task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
-                task.add_done_callback(lambda _: slots.release())
+        await self._listing_turns.wait(index)
+        try:
+            async for page in pages:
+                for raw in page:
+                    call = self._calls.admit(raw, book)
+                    if call is None:
+                        continue
+                    await slots.acquire()
+                    task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
+                    task.add_done_callback(lambda _: slots.release())
+        finally:
+            # The turn ends once every call is listed, not when they are done: the day's task
+            # group still waits for its calls while the next day lists.
+            self._listing_turns.end(index)
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
         """Which calls the source deleted that day, and when."""
