@@ -219,7 +219,7 @@ class ApiClient:
         url = self.url(f"calls/{call_id}/recording")
 
         async def attempt() -> RecordingAnswer:
-            sink.reset()
+            await sink.reset()
             await self.limiter.acquire()
             pool = next(self._next_pool)
             response = await pool.send(pool.build_request("GET", url), stream=True)
@@ -257,7 +257,7 @@ class ApiClient:
         shown = redact_url(url, keep_query=False)
 
         async def attempt() -> int:
-            sink.reset()
+            await sink.reset()
             async with self._storage.stream("GET", url) as response:
                 status = response.status_code
                 if status in (400, 401, 403):

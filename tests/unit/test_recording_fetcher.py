@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from etl.api.budget import ByteBudget
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.recordings import RecordingFetcher, RecordingPolicy, recording_key
 from etl.model import RecordingStatus
@@ -73,13 +74,11 @@ def make_fetcher(
     )
     client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
     local = LocalStorage(root / "archive")
-    spool = root / "spool"
-    spool.mkdir()
     fetcher = RecordingFetcher(
         client,
         local,
         recording_policy,
-        spool_dir=spool,
+        budget=ByteBudget(16 * 1024 * 1024),
         download_slots=asyncio.Semaphore(2),
         clock=clock,
         sleep=sleep or clock.sleep,
@@ -121,7 +120,8 @@ def test_an_expired_signed_url_is_refreshed_at_most_url_refreshes_times_then_fai
     assert tried == issued == [f"https://storage.test/rec/{CALL_ID}.wav?sig={n}" for n in (1, 2, 3)]
     assert client.api_requests == 3
     assert list(local.list_keys()) == []
-    assert list((tmp_path / "spool").iterdir()) == []  # the spool file is gone too
+    # Nothing left behind, temp files included.
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []
 
 
 def test_a_fresh_signed_url_after_a_refusal_archives_the_recording(tmp_path: Path) -> None:
