@@ -103,11 +103,12 @@ class RecordingSink:
         view = memoryview(chunk)
         while view:
             if self._buffer is None:
-                if self._single_put:
-                    raise RetriableError(f"{self._key}: the body is longer than its Content-Length")
                 await self._take_buffer(self._buffers.part_bytes)
             buffer = self._buffer
             assert buffer is not None
+            if self._fill == len(buffer):
+                # Only a single-put buffer is ever full here (a full part is sent at once).
+                raise RetriableError(f"{self._key}: the body is longer than its Content-Length")
             taken = min(len(buffer) - self._fill, len(view))
             buffer[self._fill : self._fill + taken] = view[:taken]
             self._fill += taken

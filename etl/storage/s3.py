@@ -176,6 +176,7 @@ class S3Storage:
                 Bucket=self._bucket,
                 Key=self._object_key(key),
                 Body=data,
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=base64.b64encode(sha256).decode("ascii"),
                 **self._extra_args(content_type),
             )
