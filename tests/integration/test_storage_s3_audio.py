@@ -69,7 +69,9 @@ def test_put_checked_sends_our_sha256_and_no_hash_of_botocore(s3_bucket: str, s3
     assert sent["x-amz-checksum-sha256"] == b64(digest)
     # No checksum of botocore's own (CRC32 by default since 1.36, MD5 before) and no SHA-256 of the
     # body for the signature: the only pass over the bytes is ours.
-    assert not [name for name in sent if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-sha256"]
+    assert not [
+        name for name in sent if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-sha256"
+    ]
     assert "content-md5" not in sent
     assert sent["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
 

@@ -117,10 +117,9 @@ def test_a_large_recording_goes_up_in_parts_while_the_download_continues(tmp_pat
     assert asyncio.run(run()) == hashlib.sha256(body).hexdigest()
     part = 64 * KIB
     assert storage.log[0] == "start" and storage.log[-1] == "complete"
-    assert sorted(storage.log[1:-1]) == sorted(
-        [f"part 1 @0 {part}", f"part 2 @{part} {part}", f"part 3 @{2 * part} {part}"]
-        + [f"part 4 @{3 * part} {len(body) - 3 * part}"]
-    )
+    last = len(body) - 3 * part
+    expected = [f"part 1 @0 {part}", f"part 2 @{part} {part}", f"part 3 @{2 * part} {part}"]
+    assert sorted(storage.log[1:-1]) == sorted([*expected, f"part 4 @{3 * part} {last}"])
     assert storage.get_bytes(KEY) == body
     assert budget.free == budget.total
     assert temp_files(tmp_path) == []
