@@ -143,12 +143,12 @@ class RecordingSink:
     # -- internals ---------------------------------------------------------------------------------
 
     async def _take_buffer(self, size: int) -> None:
-        await self._budget.acquire(size)
-        self._buffer, self._fill, self._held = bytearray(size), 0, size
+        self._buffer = await self._budget.take_buffer(size)
+        self._fill, self._held = 0, size
 
     def _give_back_buffer(self) -> None:
         if self._buffer is not None:
-            self._budget.release(self._held)
+            self._budget.give_buffer(self._buffer, self._held)
             self._buffer, self._fill, self._held = None, 0, 0
 
     async def _send_part(self) -> None:
@@ -162,7 +162,8 @@ class RecordingSink:
             self._upload = await asyncio.to_thread(
                 self._storage.start_upload, self._key, content_type=self._content_type
             )
-        del buffer[filled:]
+        if filled < len(buffer):
+            del buffer[filled:]  # the last part: S3 takes its length from the body
         number, offset = len(self._parts) + 1, self._sent
         self._sent += filled
         # The part now owns the buffer and its reservation, and gives both back when stored.
@@ -175,7 +176,7 @@ class RecordingSink:
         try:
             await asyncio.to_thread(upload.put_part, number, offset, data)
         finally:
-            self._budget.release(held)
+            self._budget.give_buffer(data, held)
 
     async def _wait_for_parts(self) -> None:
         """Every part stored, or the first failure raised once all have settled."""

@@ -267,3 +267,21 @@ def test_the_budget_serves_waiters_in_order_and_a_cancelled_waiter_gives_its_pla
 def test_the_budget_refuses_a_reservation_it_could_never_grant() -> None:
     with pytest.raises(ValueError, match="cannot reserve"):
         asyncio.run(ByteBudget(10).acquire(11))
+
+
+def test_buffers_given_back_are_reused_and_dropped_as_soon_as_someone_must_wait() -> None:
+    async def run() -> None:
+        budget = ByteBudget(100, reuse_size=40)
+        first = await budget.take_buffer(40)
+        budget.give_buffer(first, 40)
+        assert budget.free == 100  # an idle buffer is still free to reserve
+        again = await budget.take_buffer(40)
+        assert again is first  # reused, not allocated anew
+        budget.give_buffer(again, 40)
+        # A reservation that only fits once the idle buffer is dropped gets it, without waiting.
+        await asyncio.wait_for(budget.acquire(90), timeout=1)
+        assert budget.free == 10
+        budget.release(90)
+        assert budget.free == 100
+
+    asyncio.run(run())
