@@ -1,15 +1,18 @@
 """A byte budget shared by every download of a run: an async semaphore counted in bytes.
 
-Recordings are buffered in memory on their way to storage. Each buffer is reserved here before it is
-allocated and given back once its bytes are stored, so the memory held by audio stays under one
-configured figure however many downloads are in flight: a download that finds the budget spent waits
-(and its TCP window fills, so the storage host waits too) instead of growing the process.
+Recordings are buffered in memory on their way to storage. A download reserves its whole allowance
+here BEFORE its request goes out and gives it back once its bytes are stored, so the memory held by
+audio stays under one configured figure however many downloads are allowed at once. Reserving only
+once the body flows would not do: anyio's stream protocol never pauses reading, so bytes that arrive
+while a reader waits pile up in its queue instead of filling the TCP window.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 
 class ByteBudget:
@@ -19,44 +22,29 @@ class ByteBudget:
     small ones slipping past it.
     """
 
-    def __init__(self, total: int, *, reuse_size: int = 0) -> None:
+    def __init__(self, total: int) -> None:
         if total < 1:
             raise ValueError("a byte budget must be positive")
         self.total = total
         self._free = total
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        # Buffers of `reuse_size` given back while nobody waits, kept (and still counted as taken)
-        # for the next taker: a fresh 8 MiB bytearray costs a zero-fill and ~2,000 page faults,
-        # about a tenth of the audio path's CPU. They are dropped the moment anyone must wait.
-        self._reuse_size = reuse_size
-        self._idle: list[bytearray] = []
 
     @property
     def free(self) -> int:
-        """Bytes a reservation could have now, idle buffers included."""
-        return self._free + len(self._idle) * self._reuse_size
+        return self._free
 
-    async def take_buffer(self, size: int) -> bytearray:
-        """A buffer of `size` bytes, reserved from the budget; give it back with `give_buffer`."""
-        if size == self._reuse_size and self._idle:
-            return self._idle.pop()
-        await self.acquire(size)
-        return bytearray(size)
-
-    def give_buffer(self, buffer: bytearray, reserved: int) -> None:
-        """Return a buffer taken with `take_buffer` (`reserved`: the size it was taken with)."""
-        if reserved == self._reuse_size == len(buffer) and not self._waiters:
-            self._idle.append(buffer)
-        else:
-            self.release(reserved)
+    @asynccontextmanager
+    async def hold(self, n: int) -> AsyncIterator[None]:
+        await self.acquire(n)
+        try:
+            yield
+        finally:
+            self.release(n)
 
     async def acquire(self, n: int) -> None:
         if n > self.total:
             # It could never be granted: waiting would hang the run.
             raise ValueError(f"cannot reserve {n} bytes from a budget of {self.total}")
-        while self._idle and (self._waiters or n > self._free):
-            self._idle.pop()
-            self._free += self._reuse_size
         if not self._waiters and n <= self._free:
             self._free -= n
             return

@@ -4,10 +4,10 @@ and uploaded without ever touching a local file.
 A recording whose length is known and small goes up in one PUT from memory once the download ends,
 with the SHA-256 for S3 to verify. A large one (or one of unknown length) goes up as a multipart
 upload: each full part buffer is handed to a worker thread to upload while the download fills the
-next, so download and upload overlap. Every buffer is reserved from the `ByteBudget` before it is
-allocated and given back once its bytes are stored, so audio memory stays under one figure however
-many recordings are in flight. The SHA-256 is computed on the loop as each chunk arrives: one pass
-over each byte at ~2 GB/s, never a second one.
+next, so download and upload overlap. The sink holds at most `AudioBuffers.allowance` bytes of
+buffers, which its caller reserves from the run's `ByteBudget` before the request goes out, so audio
+memory stays under one figure however many recordings are in flight. The SHA-256 is computed on the
+loop as each chunk arrives: one pass over each byte at ~2 GB/s, never a second one.
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ class AudioBuffers:
     # Known-length recordings up to this size go up in one PUT from one buffer of exactly their size.
     single_put_max_bytes: int = 8 * _MIB
     part_bytes: int = 8 * _MIB
+    # Part buffers one recording may hold: one filling while the other uploads.
+    buffers_per_recording: int = 2
+
+    @property
+    def allowance(self) -> int:
+        """What one recording in flight may hold: reserved from the run's budget before its request."""
+        return max(self.single_put_max_bytes, self.part_bytes * self.buffers_per_recording)
 
 
 DEFAULT_BUFFERS = AudioBuffers()
@@ -64,6 +71,9 @@ class RecordingSink:
         self._storage = storage
         self._key = key
         self._budget = budget
+        self._reserved = False
+        # Buffer slots within the allowance: a full sink waits for its own part upload to finish.
+        self._slots = asyncio.Semaphore(buffers.buffers_per_recording)
         self._buffers = buffers
         self._content_type = content_type
         self._hash = hashlib.sha256()
@@ -71,7 +81,6 @@ class RecordingSink:
         self._single_put = False
         self._buffer: bytearray | None = None
         self._fill = 0
-        self._held = 0  # bytes of the budget reserved for `_buffer`
         self._upload: PartedUpload | None = None
         self._parts: list[asyncio.Task[None]] = []
         self._sent = 0  # bytes handed to part uploads
@@ -83,6 +92,19 @@ class RecordingSink:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._discard()
+        self._give_back_allowance()
+
+    async def reserve(self) -> None:
+        """Reserve this recording's allowance from the budget, if not yet held. Call it before the
+        request whose body comes here: bytes that arrive while a reader waits are not held back."""
+        if not self._reserved:
+            await self._budget.acquire(self._buffers.allowance)
+            self._reserved = True
+
+    def _give_back_allowance(self) -> None:
+        if self._reserved:
+            self._budget.release(self._buffers.allowance)
+            self._reserved = False
 
     # -- ByteSink ----------------------------------------------------------------------------------
 
@@ -93,6 +115,8 @@ class RecordingSink:
         self._size = 0
 
     async def begin(self, length: int | None) -> None:
+        # A 200 from the API itself carries the audio: there was no earlier moment to reserve.
+        await self.reserve()
         self._single_put = length is not None and length <= self._buffers.single_put_max_bytes
         if self._single_put and length is not None:
             await self._take_buffer(length)
@@ -138,18 +162,19 @@ class RecordingSink:
             assert upload is not None
             uri = await asyncio.to_thread(upload.complete)
             self._upload = None
+        self._give_back_allowance()
         return StoredRecording(uri=uri, size_bytes=self._size, sha256=sha256.hex())
 
     # -- internals ---------------------------------------------------------------------------------
 
     async def _take_buffer(self, size: int) -> None:
-        self._buffer = await self._budget.take_buffer(size)
-        self._fill, self._held = 0, size
+        await self._slots.acquire()
+        self._buffer, self._fill = bytearray(size), 0
 
     def _give_back_buffer(self) -> None:
         if self._buffer is not None:
-            self._budget.give_buffer(self._buffer, self._held)
-            self._buffer, self._fill, self._held = None, 0, 0
+            self._slots.release()
+            self._buffer, self._fill = None, 0
 
     async def _send_part(self) -> None:
         buffer, filled = self._buffer, self._fill
@@ -166,17 +191,15 @@ class RecordingSink:
             del buffer[filled:]  # the last part: S3 takes its length from the body
         number, offset = len(self._parts) + 1, self._sent
         self._sent += filled
-        # The part now owns the buffer and its reservation, and gives both back when stored.
-        held, self._buffer, self._fill, self._held = self._held, None, 0, 0
-        self._parts.append(asyncio.create_task(self._put_part(self._upload, number, offset, buffer, held)))
+        # The part now owns the buffer and its slot, and gives the slot back when stored.
+        self._buffer, self._fill = None, 0
+        self._parts.append(asyncio.create_task(self._put_part(self._upload, number, offset, buffer)))
 
-    async def _put_part(
-        self, upload: PartedUpload, number: int, offset: int, data: bytearray, held: int
-    ) -> None:
+    async def _put_part(self, upload: PartedUpload, number: int, offset: int, data: bytearray) -> None:
         try:
             await asyncio.to_thread(upload.put_part, number, offset, data)
         finally:
-            self._budget.give_buffer(data, held)
+            self._slots.release()
 
     async def _wait_for_parts(self) -> None:
         """Every part stored, or the first failure raised once all have settled."""

@@ -100,6 +100,7 @@ class RecordingFetcher:
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
                     try:
                         async with self._download_slots:
+                            await sink.reserve()
                             await self._client.download(answer.location, sink)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.

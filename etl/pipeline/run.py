@@ -34,7 +34,6 @@ from etl import records
 from etl.api.budget import ByteBudget
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
-from etl.api.recording_sink import DEFAULT_BUFFERS
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, StorageError
@@ -144,7 +143,7 @@ class Run:
             client,
             storage,
             _recording_policy(settings),
-            budget=ByteBudget(settings.audio_memory_mib * 1024 * 1024, reuse_size=DEFAULT_BUFFERS.part_bytes),
+            budget=ByteBudget(settings.audio_memory_mib * 1024 * 1024),
             download_slots=asyncio.Semaphore(settings.download_concurrency),
             clock=clock,
         )
