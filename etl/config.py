@@ -69,6 +69,9 @@ class Settings:
     # How often a fresh signed URL is requested after the storage host refused an expired one.
     recording_url_refreshes: int = 3
     spool_dir: Path | None = None
+    # Memory all recordings in flight may buffer together, in MiB: a download waits for room rather
+    # than grow the process. At least 16 (two 8 MiB multipart part buffers).
+    audio_memory_mib: int = 96
     # Partitions whose day ended less than this long ago are revisited by `sync`: summaries and
     # billing fields are filled in after a call ends.
     refresh_days: float = 2.0
@@ -99,6 +102,8 @@ def validate(settings: Settings) -> None:
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.audio_memory_mib < 16:
+        raise ConfigError("audio_memory_mib must be at least 16")
     if settings.lease_ttl_s < 1:
         raise ConfigError("lease_ttl_s must be at least 1 second")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:

@@ -1,27 +1,24 @@
 """Fetch one call's recording and publish it to the destination.
 
 The recording endpoint answers 425 until the audio is ready, then either 302 to a signed URL on a
-storage host (which expires) or, on some deployments, 200 with the audio itself. Audio is streamed to
-a spool file while its size and SHA-256 are computed, then published atomically, so memory stays flat
-whatever the recording's size and a reader never sees half a file.
+storage host (which expires) or, on some deployments, 200 with the audio itself. Either way the body
+streams into a `RecordingSink` (etl.api.recording_sink), which hashes it once and uploads it from
+memory within the run's byte budget; storage publishes atomically, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 import random
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
-from types import TracebackType
 
+from etl.api.budget import ByteBudget
 from etl.api.client import AnswerKind, ApiClient
+from etl.api.recording_sink import DEFAULT_BUFFERS, AudioBuffers, RecordingSink
 from etl.errors import ArchiverError, SignedUrlRejected
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
@@ -31,41 +28,6 @@ log = logging.getLogger(__name__)
 
 def recording_key(call_date: date, call_id: str) -> str:
     return f"recordings/call_date={call_date.isoformat()}/{call_id}.wav"
-
-
-class SpoolFile:
-    """A local temp file that hashes what is written to it; `reset` empties it for a retry."""
-
-    def __init__(self, directory: Path | None) -> None:
-        handle, name = tempfile.mkstemp(prefix="recording-", suffix=".wav.part", dir=directory)
-        self.path = Path(name)
-        self._file = os.fdopen(handle, "wb")
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def reset(self) -> None:
-        self._file.seek(0)
-        self._file.truncate()
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.size += len(chunk)
-
-    def finish(self) -> str:
-        self._file.flush()
-        return self._hash.hexdigest()
-
-    def __enter__(self) -> SpoolFile:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -88,15 +50,17 @@ class RecordingFetcher:
         storage: Storage,
         policy: RecordingPolicy,
         *,
-        spool_dir: Path | None,
+        budget: ByteBudget,
         download_slots: asyncio.Semaphore,
+        buffers: AudioBuffers = DEFAULT_BUFFERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._storage = storage
         self._policy = policy
-        self._spool_dir = spool_dir
+        self._budget = budget
+        self._buffers = buffers
         self._download_slots = download_slots
         self._clock = clock
         self._sleep = sleep
@@ -116,9 +80,10 @@ class RecordingFetcher:
         poll_delay = self._policy.poll_initial_s
         deadline: float | None = None
         refreshes = 0
-        with SpoolFile(self._spool_dir) as spool:
+        key = recording_key(call_date, call_id)
+        async with RecordingSink(self._storage, key, self._budget, self._buffers) as sink:
             while True:
-                answer = await self._client.request_recording(call_id, spool)
+                answer = await self._client.request_recording(call_id, sink)
                 if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
                 if answer.kind is AnswerKind.TOO_EARLY:
@@ -135,14 +100,15 @@ class RecordingFetcher:
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
                     try:
                         async with self._download_slots:
-                            await self._client.download(answer.location, spool)
+                            await sink.reserve()
+                            await self._client.download(answer.location, sink)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.
                         refreshes += 1
                         if refreshes > self._policy.url_refreshes:
                             raise
                         continue
-                return await self._publish(spool, call_id, call_date)
+                return await self._publish(sink, call_id)
 
     async def _pause(self, seconds: float, slot: asyncio.Semaphore | None) -> None:
         if slot is None:
@@ -154,9 +120,9 @@ class RecordingFetcher:
         finally:
             await slot.acquire()
 
-    async def _publish(self, spool: SpoolFile, call_id: str, call_date: date) -> RecordingOutcome:
-        sha256 = spool.finish()
-        key = recording_key(call_date, call_id)
-        uri = await asyncio.to_thread(self._storage.put_file, key, spool.path, content_type="audio/wav")
-        log.debug("recording archived", extra={"call_id": call_id, "bytes": spool.size})
-        return RecordingOutcome(RecordingStatus.ARCHIVED, uri=uri, size_bytes=spool.size, sha256=sha256)
+    async def _publish(self, sink: RecordingSink, call_id: str) -> RecordingOutcome:
+        stored = await sink.finish()
+        log.debug("recording archived", extra={"call_id": call_id, "bytes": stored.size_bytes})
+        return RecordingOutcome(
+            RecordingStatus.ARCHIVED, uri=stored.uri, size_bytes=stored.size_bytes, sha256=stored.sha256
+        )

@@ -16,15 +16,16 @@ import httpx
 
 from etl.errors import FatalError, RetriableError
 
-STREAM_CHUNK_BYTES = 256 * 1024
-
 
 class ByteSink(Protocol):
-    """Where a streamed body goes. `reset` is called before every attempt, so a retry starts clean."""
+    """Where a streamed body goes. `reset` is called before every attempt, so a retry starts clean;
+    `begin` once the headers are in, with the body's length when it is known."""
 
-    def reset(self) -> None: ...
+    async def reset(self) -> None: ...
 
-    def write(self, chunk: bytes) -> None: ...
+    async def begin(self, length: int | None) -> None: ...
+
+    async def write(self, chunk: bytes) -> None: ...
 
 
 def redact_url(url: str | httpx.URL, *, keep_query: bool = True) -> str:
@@ -58,12 +59,16 @@ async def stream_into(response: httpx.Response, sink: ByteSink, url: str) -> int
     its Content-Length is retriable: the connection ended early without a transport error."""
     # Content-Length counts encoded bytes; the check only holds when the body is not content-encoded.
     encoded = response.headers.get("content-encoding", "identity") != "identity"
-    expected = None if encoded else response.headers.get("content-length")
+    declared = None if encoded else response.headers.get("content-length")
+    expected = int(declared) if declared is not None and declared.isdigit() else None
+    await sink.begin(expected)
     received = 0
-    async for chunk in response.aiter_bytes(STREAM_CHUNK_BYTES):
-        sink.write(chunk)
+    # The chunks exactly as httpx reads them off the socket (no chunk size: re-chunking would copy
+    # every byte once more into a buffer of that size).
+    async for chunk in response.aiter_bytes():
+        await sink.write(chunk)
         received += len(chunk)
-    if expected is not None and expected.isdigit() and int(expected) != received:
+    if expected is not None and expected != received:
         raise RetriableError(
             f"GET {redact_url(url, keep_query=False)}: body ended after {received} of {expected} bytes"
         )

@@ -61,7 +61,24 @@ def check_condition(if_none_match: bool, if_match: str | None) -> None:
         raise ValueError("if_match must be a non-empty ETag")
 
 
-# --- local directory ----------------------------------------------------------------------------
+# --- the interface --------------------------------------------------------------------------------
+
+
+class PartedUpload(Protocol):
+    """One object written in parts that may go up concurrently from several threads.
+
+    Nothing is visible under the key until `complete`; `abort` forgets every part sent (S3 would bill
+    an unfinished upload's parts for ever). Parts are numbered from 1 and all but the last are at
+    least 5 MiB (S3's rule); `offset` is where the part starts in the object.
+    """
+
+    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None: ...
+
+    def complete(self) -> str:
+        """Publish the object from every part sent; returns its URI."""
+        ...
+
+    def abort(self) -> None: ...
 
 
 class Storage(Protocol):
@@ -77,6 +94,19 @@ class Storage(Protocol):
     def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> str: ...
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str: ...
+
+    def put_checked(
+        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
+    ) -> str:
+        """`put_bytes` for bytes whose SHA-256 digest the caller computed while they arrived.
+
+        S3 verifies it and refuses the object if the bytes differ; no backend hashes them again.
+        """
+        ...
+
+    def start_upload(self, key: str, *, content_type: str | None = None) -> PartedUpload:
+        """Begin an object too large to hold in memory whole; see `PartedUpload`."""
+        ...
 
     def get_bytes(self, key: str) -> bytes | None: ...
 

@@ -139,6 +139,14 @@ class _CountingStorage:
         self.puts[key.split("/")[0]] += 1
         return self.inner.put_bytes_if(key, data, **conditions)
 
+    def put_checked(self, key: str, data: bytes | bytearray, **options: Any) -> str:
+        self.puts[key.split("/")[0]] += 1
+        return self.inner.put_checked(key, data, **options)
+
+    def start_upload(self, key: str, **options: Any) -> Any:
+        self.puts[key.split("/")[0]] += 1
+        return self.inner.start_upload(key, **options)
+
 
 def test_a_program_embedding_the_cli_can_wrap_the_destination(tmp_path: Path) -> None:
     wrapped: list[_CountingStorage] = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from etl.cli import RunHooks, main
 from etl.errors import ConfigError
-from etl.storage.base import ObjectInfo, Storage
+from etl.storage.base import ObjectInfo, PartedUpload, Storage
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,16 @@ class CrashingStorage:
         self._maybe_crash("put", key)
         return self._inner.put_bytes(key, data, content_type=content_type)
 
+    def put_checked(
+        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
+    ) -> str:
+        self._maybe_crash("put", key)
+        return self._inner.put_checked(key, data, sha256=sha256, content_type=content_type)
+
+    def start_upload(self, key: str, *, content_type: str | None = None) -> PartedUpload:
+        # Counted where the object is published: parts sent before the kill stay invisible.
+        return _CrashingUpload(self._inner.start_upload(key, content_type=content_type), self, key)
+
     def put_bytes_if(
         self,
         key: str,
@@ -104,6 +114,23 @@ class CrashingStorage:
     def delete_if(self, key: str, etag: str) -> None:
         self._maybe_crash("delete", key)
         self._inner.delete_if(key, etag)
+
+
+class _CrashingUpload:
+    def __init__(self, inner: PartedUpload, storage: CrashingStorage, key: str) -> None:
+        self._inner = inner
+        self._storage = storage
+        self._key = key
+
+    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None:
+        self._inner.put_part(number, offset, data)
+
+    def complete(self) -> str:
+        self._storage._maybe_crash("put", self._key)
+        return self._inner.complete()
+
+    def abort(self) -> None:
+        self._inner.abort()
 
 
 def run_cli(argv: list[str]) -> None:

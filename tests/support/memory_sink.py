@@ -7,10 +7,14 @@ class MemorySink:
     def __init__(self) -> None:
         self.data = bytearray()
         self.resets = 0
+        self.lengths: list[int | None] = []  # what `begin` was told, attempt by attempt
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         self.data.clear()
         self.resets += 1
 
-    def write(self, chunk: bytes) -> None:
+    async def begin(self, length: int | None) -> None:
+        self.lengths.append(length)
+
+    async def write(self, chunk: bytes) -> None:
         self.data.extend(chunk)

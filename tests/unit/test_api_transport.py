@@ -343,7 +343,7 @@ async def test_a_large_recording_streams_intact() -> None:
             self.digest = hashlib.sha256()
             self.chunks = 0
 
-        def write(self, chunk: bytes) -> None:
+        async def write(self, chunk: bytes) -> None:
             self.digest.update(chunk)
             self.chunks += 1
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from pathlib import Path
 
 import httpx
+import pytest
 
+from etl.api.budget import ByteBudget
 from etl.api.client import ApiClient, ClientOptions
+from etl.api.recording_sink import DEFAULT_BUFFERS, AudioBuffers
 from etl.api.recordings import RecordingFetcher, RecordingPolicy, recording_key
 from etl.model import RecordingStatus
 from etl.secrets import Secret
@@ -56,6 +59,7 @@ def make_fetcher(
     clock: Clock,
     recording_policy: RecordingPolicy,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    buffers: AudioBuffers = DEFAULT_BUFFERS,
 ) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
     async def no_sleep(seconds: float) -> None:
         return None
@@ -73,13 +77,12 @@ def make_fetcher(
     )
     client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
     local = LocalStorage(root / "archive")
-    spool = root / "spool"
-    spool.mkdir()
     fetcher = RecordingFetcher(
         client,
         local,
         recording_policy,
-        spool_dir=spool,
+        budget=ByteBudget(16 * 1024 * 1024),
+        buffers=buffers,
         download_slots=asyncio.Semaphore(2),
         clock=clock,
         sleep=sleep or clock.sleep,
@@ -121,7 +124,8 @@ def test_an_expired_signed_url_is_refreshed_at_most_url_refreshes_times_then_fai
     assert tried == issued == [f"https://storage.test/rec/{CALL_ID}.wav?sig={n}" for n in (1, 2, 3)]
     assert client.api_requests == 3
     assert list(local.list_keys()) == []
-    assert list((tmp_path / "spool").iterdir()) == []  # the spool file is gone too
+    # Nothing left behind, temp files included.
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == []
 
 
 def test_a_fresh_signed_url_after_a_refusal_archives_the_recording(tmp_path: Path) -> None:
@@ -143,6 +147,50 @@ def test_a_fresh_signed_url_after_a_refusal_archives_the_recording(tmp_path: Pat
     assert local.get_bytes(key) == AUDIO
     assert (outcome.uri, outcome.size_bytes) == (local.uri_for(key), len(AUDIO))
     assert outcome.sha256 == hashlib.sha256(AUDIO).hexdigest()
+
+
+class CutStream(httpx.AsyncByteStream):
+    """A body that arrives in 10 kB chunks and, if `cut_at` is set, breaks off there."""
+
+    def __init__(self, body: bytes, cut_at: int | None) -> None:
+        self._body = body
+        self._cut_at = cut_at
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        end = len(self._body) if self._cut_at is None else self._cut_at
+        for start in range(0, end, 10_000):
+            yield self._body[start : min(start + 10_000, end)]
+        if self._cut_at is not None:
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "unknown-length"])
+def test_a_download_cut_half_way_through_a_parted_upload_is_retried_from_a_clean_start(
+    tmp_path: Path, declared: bool
+) -> None:
+    issued: list[str] = []
+    body = bytes(range(256)) * 1000 + b"tail"  # 256 kB: four 64 KiB parts
+    gets = 0
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        nonlocal gets
+        gets += 1
+        headers = {"content-length": str(len(body))} if declared else {}
+        return httpx.Response(200, headers=headers, stream=CutStream(body, 150_000 if gets == 1 else None))
+
+    buffers = AudioBuffers(single_put_max_bytes=64 * 1024, part_bytes=64 * 1024)
+    fetcher, _, local = make_fetcher(
+        signed_url_api(issued), httpx.MockTransport(storage), tmp_path, Clock(), policy(), buffers=buffers
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+
+    assert outcome.status is RecordingStatus.ARCHIVED, outcome.detail
+    assert gets == 2  # the same signed URL, retried once
+    key = recording_key(CALL_DATE, CALL_ID)
+    assert local.get_bytes(key) == body
+    assert (outcome.size_bytes, outcome.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    # The first attempt's parts were forgotten with its upload: only the object remains.
+    assert [p for p in (tmp_path / "archive").rglob("*") if p.is_file()] == [local.root / key]
 
 
 # --- the polling deadline --------------------------------------------------------------------------

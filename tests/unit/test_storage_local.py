@@ -251,3 +251,45 @@ class TestLocalConditionalWrites(ConditionalWriteRaces):
             storage.put_bytes_if(LEASE, b"x", if_none_match=True)
         assert not isinstance(caught.value, PreconditionFailed)
         storage.delete_if(LEASE, "abc")
+
+
+# --- the audio path: put_checked and parted uploads ---------------------------------------------
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_put_checked_writes_the_bytes(storage: LocalStorage) -> None:
+    data = bytearray(os.urandom(5000))
+    uri = storage.put_checked(KEY, data, sha256=hashlib.sha256(data).digest(), content_type="audio/wav")
+    assert uri == storage.uri_for(KEY)
+    assert storage.get_bytes(KEY) == data
+    assert _temp_files(storage.root) == []
+
+
+def test_a_parted_upload_is_invisible_until_complete_whatever_the_part_order(storage: LocalStorage) -> None:
+    parts = [os.urandom(1000), os.urandom(1000), os.urandom(10)]
+    upload = storage.start_upload(KEY, content_type="audio/wav")
+    for number in (3, 1, 2):
+        upload.put_part(number, (number - 1) * 1000, parts[number - 1])
+    assert storage.head(KEY) is None
+    assert list(storage.list_keys()) == []
+
+    assert upload.complete() == storage.uri_for(KEY)
+
+    assert storage.get_bytes(KEY) == b"".join(parts)
+    assert _temp_files(storage.root) == []
+
+
+def test_an_aborted_parted_upload_leaves_nothing_and_the_old_object_stands(storage: LocalStorage) -> None:
+    storage.put_bytes(KEY, b"old")
+    upload = storage.start_upload(KEY)
+    upload.put_part(1, 0, b"new bytes")
+    upload.abort()
+    upload.abort()  # a second abort (cleanup after a failed one) is harmless
+
+    assert storage.get_bytes(KEY) == b"old"
+    assert _temp_files(storage.root) == []
+    with pytest.raises(StorageError, match="closed"):
+        upload.put_part(2, 9, b"late")
