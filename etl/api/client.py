@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
-from httpcore._async.http11 import AsyncHTTP11Connection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from etl.api.ratelimit import RateLimiter
@@ -58,14 +57,6 @@ _MAX_API_CONNECTIONS = 32
 # 1.3-2.7 x the rate-limit bound, against 1.06-1.14 x). Two per pool keeps a slow answer from
 # holding up the next request sent to that pool.
 _CONNECTIONS_PER_POOL = 2
-
-
-# httpcore asks for at most 64 KiB per read, while asyncio already holds up to 256 KiB per recv():
-# anyio then splits (copies) each larger chunk, and every read costs a few dozen Python frames
-# (cancel scopes, h11 events). For audio that per-read cost was the largest CPU item of a run
-# (py-spy: ~1.7 of 4.4 CPU-s per GiB). Asking for what asyncio reads at once makes it 4x rarer.
-# A class attribute httpcore reads through `self` on every read; the pool offers no other knob.
-AsyncHTTP11Connection.READ_NUM_BYTES = 256 * 1024
 
 
 class AnswerKind(StrEnum):
