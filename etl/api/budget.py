@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 
 class ByteBudget:
@@ -32,14 +30,6 @@ class ByteBudget:
     @property
     def free(self) -> int:
         return self._free
-
-    @asynccontextmanager
-    async def hold(self, n: int) -> AsyncIterator[None]:
-        await self.acquire(n)
-        try:
-            yield
-        finally:
-            self.release(n)
 
     async def acquire(self, n: int) -> None:
         if n > self.total:

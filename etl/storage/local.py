@@ -54,6 +54,16 @@ def _file_uri(path: Path) -> str:
     return "file://" + quote(path.as_posix(), safe="/:@!$&'()*+,;=")
 
 
+def _new_temp_file(target: Path) -> tuple[Path, int]:
+    """A new, empty temp file beside `target` (same filesystem, so a rename onto it is atomic),
+    opened for writing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide, as for
+    # any other file the user creates (mkstemp would force 0o600).
+    return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
 def _fsync_dir(directory: Path) -> None:
     # The rename lives in the directory entry; without this a crash can forget a "published" file.
     fd = os.open(directory, os.O_RDONLY)
@@ -105,7 +115,7 @@ class LocalStorage:
             self._publish(self._path_for(key), lambda out: shutil.copyfileobj(source, out, _COPY_BUFFER))
         return uri
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+    def put_bytes(self, key: str, data: bytes | bytearray, *, content_type: str | None = None) -> str:
         uri = self.uri_for(key)
         with _os_errors("write", uri):
             self._publish(self._path_for(key), lambda out: out.write(data))
@@ -115,28 +125,19 @@ class LocalStorage:
         self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
     ) -> str:
         # No server here to verify the digest, and hashing again would be the second pass over the
-        # bytes the caller just hashed: the rename below is what makes the write whole.
-        uri = self.uri_for(key)
-        with _os_errors("write", uri):
-            self._publish(self._path_for(key), lambda out: out.write(data))
-        return uri
+        # bytes the caller just hashed: the rename in `put_bytes` is what makes the write whole.
+        return self.put_bytes(key, data, content_type=content_type)
 
     def start_upload(self, key: str, *, content_type: str | None = None) -> PartedUpload:
         target = self._path_for(key)
         uri = _file_uri(target)
         with _os_errors("start writing", uri):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temp, fd = _new_temp_file(target)
         return _LocalUpload(target, temp, fd, uri)
 
     def _write_temp(self, target: Path, write: Callable[[BinaryIO], object]) -> Path:
         """A fully written and synced temp file beside `target` (same filesystem, so renames are atomic)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide, as for
-        # any other file the user creates (mkstemp would force 0o600).
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        temp, fd = _new_temp_file(target)
         try:
             with os.fdopen(fd, "wb") as out:
                 write(out)

@@ -157,29 +157,21 @@ class S3Storage:
         return uri
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
-        uri = self.uri_for(key)
-        with _s3_errors("put", uri):
-            # A single PUT replaces the object in one step: readers get the old or the new bytes.
-            self._client.put_object(
-                Bucket=self._bucket, Key=self._object_key(key), Body=data, **self._extra_args(content_type)
-            )
-        return uri
+        return self._put(key, data, self._extra_args(content_type))
 
     def put_checked(
         self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
     ) -> str:
+        # Given a checksum header, botocore computes none of its own; S3 checks this one against
+        # the bytes it received and refuses the PUT (BadDigest) if they differ.
+        checksum = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(sha256).decode("ascii")}
+        return self._put(key, data, {**checksum, **self._extra_args(content_type)})
+
+    def _put(self, key: str, data: bytes | bytearray, extra: dict[str, str]) -> str:
         uri = self.uri_for(key)
         with _s3_errors("put", uri):
-            # Given a checksum header, botocore computes none of its own; S3 checks this one
-            # against the bytes it received and refuses the PUT (BadDigest) if they differ.
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=self._object_key(key),
-                Body=data,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=base64.b64encode(sha256).decode("ascii"),
-                **self._extra_args(content_type),
-            )
+            # A single PUT replaces the object in one step: readers get the old or the new bytes.
+            self._client.put_object(Bucket=self._bucket, Key=self._object_key(key), Body=data, **extra)
         return uri
 
     def start_upload(self, key: str, *, content_type: str | None = None) -> PartedUpload:
