@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from support.api_objects import last_page, listed_call
 
 from etl.api.client import ApiClient, ClientOptions
 from etl.config import Settings
@@ -39,17 +40,7 @@ AUDIO = b"RIFF" + bytes(range(256)) * 40
 
 
 def call(call_id: str, hour: int, **fields: Any) -> dict[str, Any]:
-    created = datetime(2026, 3, 2, hour, tzinfo=UTC)
-    return {
-        "callId": call_id,
-        "created": created.isoformat().replace("+00:00", "Z"),
-        "joined": (created + timedelta(seconds=2)).isoformat(),
-        "ended": (created + timedelta(minutes=3)).isoformat(),
-        "endReason": "hangup",
-        "recordingEnabled": False,
-        "medium": {"webRtc": {}},
-        **fields,
-    }
+    return listed_call(call_id, datetime(2026, 3, 2, hour, tzinfo=UTC), **fields)
 
 
 def messages(*texts: str) -> list[dict[str, Any]]:
@@ -80,13 +71,13 @@ class FakeApi:
             assert (request.url.params["fromDate"], request.url.params["toDate"]) == (str(DAY), str(DAY))
             if path == "calls" and self.listing_status != 200:
                 return httpx.Response(self.listing_status, json={"detail": "listing refused"})
-            return _page(self.calls if path == "calls" else self.tombstones)
+            return last_page(self.calls if path == "calls" else self.tombstones)
         match = re.fullmatch(r"calls/([\w-]+)/(messages|recording)", path)
         assert match is not None, path
         call_id, what = match.groups()
         self.requests[what] += 1
         if what == "messages":
-            return _page(self.messages.get(call_id, []))
+            return last_page(self.messages.get(call_id, []))
         if call_id in self.not_ready:
             return httpx.Response(425)
         if call_id not in self.recordings:
@@ -98,12 +89,6 @@ class FakeApi:
         self.storage_headers.append(request.headers)
         call_id = request.url.path.removeprefix("/rec/").removesuffix(".wav")
         return httpx.Response(200, content=self.recordings[call_id])
-
-
-def _page(results: list[Any]) -> httpx.Response:
-    return httpx.Response(
-        200, json={"next": None, "previous": None, "results": results, "total": len(results)}
-    )
 
 
 class Archive:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from support.api_objects import last_page, listed_call
 
 from etl.api.client import ApiClient, ClientOptions
 from etl.config import Settings
@@ -38,23 +39,7 @@ def day(offset: int) -> date:
 
 
 def call_of(call_id: str, on: date, **fields: Any) -> dict[str, Any]:
-    created = datetime(on.year, on.month, on.day, 9, tzinfo=UTC)
-    return {
-        "callId": call_id,
-        "created": created.isoformat().replace("+00:00", "Z"),
-        "joined": (created + timedelta(seconds=2)).isoformat(),
-        "ended": (created + timedelta(minutes=3)).isoformat(),
-        "endReason": "hangup",
-        "recordingEnabled": False,
-        "medium": {"webRtc": {}},
-        **fields,
-    }
-
-
-def page(results: list[Any]) -> httpx.Response:
-    return httpx.Response(
-        200, json={"next": None, "previous": None, "results": results, "total": len(results)}
-    )
+    return listed_call(call_id, datetime(on.year, on.month, on.day, 9, tzinfo=UTC), **fields)
 
 
 class GatedApi:
@@ -79,7 +64,7 @@ class GatedApi:
             listed = date.fromisoformat(request.url.params["fromDate"])
             name = f"{path}:{listed}"
             self._saw(name)
-            return page(self.calls.get(listed, []) if path == "calls" else [])
+            return last_page(self.calls.get(listed, []) if path == "calls" else [])
         _, call_id, what = path.split("/")
         self._saw(f"{what}:{call_id}")
         if self.gate is not None:
@@ -87,7 +72,7 @@ class GatedApi:
         if what == "messages":
             if self.messages_status != 200:
                 return httpx.Response(self.messages_status, json={"detail": "no transcript for you"})
-            return page([{"role": "MESSAGE_ROLE_AGENT", "text": "Hi", "medium": "MESSAGE_MEDIUM_VOICE"}])
+            return last_page([{"role": "MESSAGE_ROLE_AGENT", "text": "Hi", "medium": "MESSAGE_MEDIUM_VOICE"}])
         if self.recording_status == 425:
             return httpx.Response(425)
         return httpx.Response(302, headers={"location": f"https://storage.test/rec/{call_id}.wav?sig=s"})
