@@ -72,8 +72,9 @@ class Settings:
     # How often a fresh signed URL is requested after the storage host refused an expired one.
     recording_url_refreshes: int = 3
     spool_dir: Path | None = None
-    # Memory all recordings in flight may buffer together, in MiB: a download waits for room rather
-    # than grow the process. At least 16 (two 8 MiB multipart part buffers).
+    # Memory all recordings in flight may buffer together, in MiB: one 32 MiB buffer per recording
+    # moving at once (96: three), and a download waits for a free one rather than grow the process.
+    # At least 16 (one buffer of two 8 MiB multipart parts).
     audio_memory_mib: int = 96
     # Partitions whose day ended less than this long ago are revisited by `sync`: summaries and
     # billing fields are filled in after a call ends.

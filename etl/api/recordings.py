@@ -2,8 +2,9 @@
 
 The recording endpoint answers 425 until the audio is ready, then either 302 to a signed URL on a
 storage host (which expires) or, on some deployments, 200 with the audio itself. Either way the body
-streams into a `RecordingSink` (etl.api.recording_sink), which hashes it once and uploads it from
-memory within the run's byte budget; storage publishes atomically, so a reader never sees half a file.
+streams into a `RecordingSink` (etl.api.recording_sink), which hashes it once and uploads it from a
+buffer borrowed from the run's pool just before the body flows; storage publishes atomically, so a
+reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
-from etl.api.budget import ByteBudget
+from etl.api.budget import BufferPool
 from etl.api.client import AnswerKind, ApiClient
-from etl.api.recording_sink import DEFAULT_BUFFERS, AudioBuffers, RecordingSink
+from etl.api.recording_sink import RecordingSink
+from etl.api.threads import in_thread
 from etl.errors import ArchiverError, SignedUrlRejected
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
@@ -50,16 +52,14 @@ class RecordingFetcher:
         storage: Storage,
         policy: RecordingPolicy,
         *,
-        budget: ByteBudget,
+        buffers: BufferPool,
         download_slots: asyncio.Semaphore,
-        buffers: AudioBuffers = DEFAULT_BUFFERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._storage = storage
         self._policy = policy
-        self._budget = budget
         self._buffers = buffers
         self._download_slots = download_slots
         self._clock = clock
@@ -80,10 +80,12 @@ class RecordingFetcher:
         poll_delay = self._policy.poll_initial_s
         deadline: float | None = None
         refreshes = 0
-        key = recording_key(call_date, call_id)
-        async with RecordingSink(self._storage, key, self._budget, self._buffers) as sink:
+        sink = RecordingSink(self._storage, recording_key(call_date, call_id))
+        try:
             while True:
-                answer = await self._client.request_recording(call_id, sink)
+                answer = await self._client.request_recording(
+                    call_id, sink, before_body=lambda: self._lend_buffer(sink)
+                )
                 if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
                 if answer.kind is AnswerKind.TOO_EARLY:
@@ -98,10 +100,14 @@ class RecordingFetcher:
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
                     continue
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
+                    # The buffer before the slot, always in that order: a fetch that keeps its
+                    # buffer across a refreshed URL must never wait for a slot held by a fetch
+                    # that waits for a buffer (a deadlock). Borrowed before the request, too:
+                    # bytes arriving before there is room for them would only pile up.
+                    await self._lend_buffer(sink)
                     try:
                         async with self._download_slots:
-                            await sink.reserve()
-                            await self._client.download(answer.location, sink)
+                            await self._client.download(answer.location, sink, on_cancel=sink.cancel)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.
                         refreshes += 1
@@ -109,6 +115,21 @@ class RecordingFetcher:
                             raise
                         continue
                 return await self._publish(sink, call_id)
+        finally:
+            # Aborts what was not finished; the buffer goes back only once no thread can touch it,
+            # even if this task is cancelled again while it waits.
+            closing = asyncio.ensure_future(in_thread(sink.close))
+            closing.add_done_callback(lambda _: self._give_back_buffer(sink))
+            await asyncio.shield(closing)
+
+    async def _lend_buffer(self, sink: RecordingSink) -> None:
+        if not sink.has_buffer:
+            sink.attach(await self._buffers.acquire())
+
+    def _give_back_buffer(self, sink: RecordingSink) -> None:
+        buffer = sink.detach()
+        if buffer is not None:
+            self._buffers.release(buffer)
 
     async def _pause(self, seconds: float, slot: asyncio.Semaphore | None) -> None:
         if slot is None:
@@ -121,7 +142,7 @@ class RecordingFetcher:
             await slot.acquire()
 
     async def _publish(self, sink: RecordingSink, call_id: str) -> RecordingOutcome:
-        stored = await sink.finish()
+        stored = await in_thread(sink.finish, on_cancel=sink.cancel)
         log.debug("recording archived", extra={"call_id": call_id, "bytes": stored.size_bytes})
         return RecordingOutcome(
             RecordingStatus.ARCHIVED, uri=stored.uri, size_bytes=stored.size_bytes, sha256=stored.sha256

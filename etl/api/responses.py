@@ -14,18 +14,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from etl.api.threads import in_thread
 from etl.errors import FatalError, RetriableError
 
 
-class ByteSink(Protocol):
+class BlockingSink(Protocol):
     """Where a streamed body goes. `reset` is called before every attempt, so a retry starts clean;
-    `begin` once the headers are in, with the body's length when it is known."""
+    `begin` once the headers are in, with the body's length when it is known. Every method may block
+    (a write may wait for an upload): they are called from a worker thread, never on the event loop.
+    """
 
-    async def reset(self) -> None: ...
+    def reset(self) -> None: ...
 
-    async def begin(self, length: int | None) -> None: ...
+    def begin(self, length: int | None) -> None: ...
 
-    async def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes | memoryview) -> None: ...
+
+
+# Chunks handed to a sink's thread at once from an async response: one thread hop per MiB rather
+# than per 64 KiB read.
+_BATCH_BYTES = 1024 * 1024
 
 
 def redact_url(url: str | httpx.URL, *, keep_query: bool = True) -> str:
@@ -54,25 +62,61 @@ def converted_errors(url: str, *, keep_query: bool = True) -> Iterator[None]:
         raise FatalError(f"{where}: {type(exc).__name__}") from None
 
 
-async def stream_into(response: httpx.Response, sink: ByteSink, url: str) -> int:
-    """Copy a streamed body into `sink` chunk by chunk; returns the byte count. A body shorter than
-    its Content-Length is retriable: the connection ended early without a transport error."""
-    # Content-Length counts encoded bytes; the check only holds when the body is not content-encoded.
+def declared_length(response: httpx.Response) -> int | None:
+    """Content-Length, when it counts the bytes we will read (not for a content-encoded body)."""
     encoded = response.headers.get("content-encoding", "identity") != "identity"
     declared = None if encoded else response.headers.get("content-length")
-    expected = int(declared) if declared is not None and declared.isdigit() else None
-    await sink.begin(expected)
-    received = 0
-    # The chunks exactly as httpx reads them off the socket (no chunk size: re-chunking would copy
-    # every byte once more into a buffer of that size).
-    async for chunk in response.aiter_bytes():
-        await sink.write(chunk)
-        received += len(chunk)
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def check_length(url: str, expected: int | None, received: int) -> int:
+    """A body shorter than its Content-Length is retriable: the connection ended early without a
+    transport error."""
     if expected is not None and expected != received:
         raise RetriableError(
             f"GET {redact_url(url, keep_query=False)}: body ended after {received} of {expected} bytes"
         )
     return received
+
+
+def copy_body(response: httpx.Response, sink: BlockingSink, url: str) -> int:
+    """Copy a streamed body (of a synchronous client) into `sink` in the calling thread; returns
+    the byte count."""
+    expected = declared_length(response)
+    sink.begin(expected)
+    received = 0
+    # The chunks exactly as httpx reads them off the socket (no chunk size: re-chunking would copy
+    # every byte once more into a buffer of that size).
+    for chunk in response.iter_bytes():
+        sink.write(chunk)
+        received += len(chunk)
+    return check_length(url, expected, received)
+
+
+async def stream_into(response: httpx.Response, sink: BlockingSink, url: str) -> int:
+    """Copy a streamed body (of an async client) into `sink`, whose work runs in worker threads;
+    returns the byte count."""
+    expected = declared_length(response)
+    await in_thread(sink.begin, expected)
+    received = 0
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in response.aiter_bytes():
+        batch.append(chunk)
+        batched += len(chunk)
+        if batched >= _BATCH_BYTES:
+            await in_thread(_write_all, sink, batch)
+            received += batched
+            batch, batched = [], 0
+    if batch:
+        await in_thread(_write_all, sink, batch)
+        received += batched
+    return check_length(url, expected, received)
+
+
+def _write_all(sink: BlockingSink, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        sink.write(chunk)
 
 
 def parse_json(response: httpx.Response) -> Any:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from etl import records
-from etl.api.budget import ByteBudget
+from etl.api.budget import recording_buffers
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
@@ -156,7 +156,7 @@ class Run:
             client,
             storage,
             _recording_policy(settings),
-            budget=ByteBudget(settings.audio_memory_mib * 1024 * 1024),
+            buffers=recording_buffers(settings.audio_memory_mib * 1024 * 1024),
             download_slots=asyncio.Semaphore(settings.download_concurrency),
             clock=clock,
         )

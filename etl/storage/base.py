@@ -16,6 +16,10 @@ LOCK_PREFIX = ".lock-"
 RESERVED_PREFIXES = (TEMP_PREFIX, LOCK_PREFIX)
 
 
+# What the audio path hands to storage: a pooled buffer is sent as a memoryview of its filled part.
+ByteData = bytes | bytearray | memoryview
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What `head` knows about a stored object."""
@@ -72,7 +76,7 @@ class PartedUpload(Protocol):
     least 5 MiB (S3's rule); `offset` is where the part starts in the object.
     """
 
-    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None: ...
+    def put_part(self, number: int, offset: int, data: ByteData) -> None: ...
 
     def complete(self) -> str:
         """Publish the object from every part sent; returns its URI."""
@@ -95,9 +99,7 @@ class Storage(Protocol):
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str: ...
 
-    def put_checked(
-        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
-    ) -> str:
+    def put_checked(self, key: str, data: ByteData, *, sha256: bytes, content_type: str | None = None) -> str:
         """`put_bytes` for bytes whose SHA-256 digest the caller computed while they arrived.
 
         S3 verifies it and refuses the object if the bytes differ; no backend hashes them again.

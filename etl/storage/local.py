@@ -28,6 +28,7 @@ from etl.storage.base import (
     LOCK_PREFIX,
     RESERVED_PREFIXES,
     TEMP_PREFIX,
+    ByteData,
     ObjectInfo,
     PartedUpload,
     check_condition,
@@ -115,15 +116,13 @@ class LocalStorage:
             self._publish(self._path_for(key), lambda out: shutil.copyfileobj(source, out, _COPY_BUFFER))
         return uri
 
-    def put_bytes(self, key: str, data: bytes | bytearray, *, content_type: str | None = None) -> str:
+    def put_bytes(self, key: str, data: ByteData, *, content_type: str | None = None) -> str:
         uri = self.uri_for(key)
         with _os_errors("write", uri):
             self._publish(self._path_for(key), lambda out: out.write(data))
         return uri
 
-    def put_checked(
-        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
-    ) -> str:
+    def put_checked(self, key: str, data: ByteData, *, sha256: bytes, content_type: str | None = None) -> str:
         # No server here to verify the digest, and hashing again would be the second pass over the
         # bytes the caller just hashed: the rename in `put_bytes` is what makes the write whole.
         return self.put_bytes(key, data, content_type=content_type)
@@ -300,7 +299,7 @@ class _LocalUpload:
         self._fd: int | None = fd
         self._uri = uri
 
-    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None:
+    def put_part(self, number: int, offset: int, data: ByteData) -> None:
         if self._fd is None:
             raise StorageError(f"write part {number} of {self._uri} failed: the upload is closed")
         with _os_errors(f"write part {number} of", self._uri):

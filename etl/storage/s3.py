@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from etl.errors import PreconditionFailed, StorageError
-from etl.storage.base import ObjectInfo, PartedUpload, check_condition, check_key, check_prefix
+from etl.storage.base import ByteData, ObjectInfo, PartedUpload, check_condition, check_key, check_prefix
 
 # boto3 ships without type information; this alias only documents what the value is.
 S3Client: TypeAlias = Any
@@ -51,6 +51,11 @@ def default_s3_client() -> S3Client:
         # botocore itself does for a body with a checksum it chose; over plain HTTP (test servers,
         # a local MinIO) it also spares the hash, the checksum header still being signed.
         s3={"payload_signing_enabled": False},
+        # Recordings go up as memoryviews of a pooled buffer (one PUT of its first N bytes, or one
+        # part per half), which the parameter validator refuses although the HTTP layer sends them
+        # like bytes; the alternative, a copy of each recording into a bytes object, costs a memory
+        # pass per byte. Every parameter we pass is built by this module.
+        parameter_validation=False,
     )
     try:
         return boto3.session.Session().client("s3", config=config)
@@ -159,15 +164,13 @@ class S3Storage:
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
         return self._put(key, data, self._extra_args(content_type))
 
-    def put_checked(
-        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
-    ) -> str:
+    def put_checked(self, key: str, data: ByteData, *, sha256: bytes, content_type: str | None = None) -> str:
         # Given a checksum header, botocore computes none of its own; S3 checks this one against
         # the bytes it received and refuses the PUT (BadDigest) if they differ.
         checksum = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(sha256).decode("ascii")}
         return self._put(key, data, {**checksum, **self._extra_args(content_type)})
 
-    def _put(self, key: str, data: bytes | bytearray, extra: dict[str, str]) -> str:
+    def _put(self, key: str, data: ByteData, extra: dict[str, str]) -> str:
         uri = self.uri_for(key)
         with _s3_errors("put", uri):
             # A single PUT replaces the object in one step: readers get the old or the new bytes.
@@ -324,7 +327,7 @@ class _S3Upload:
         self._parts: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None:
+    def put_part(self, number: int, offset: int, data: ByteData) -> None:
         # zlib.crc32 runs at several GB/s and releases the GIL on large buffers.
         checksum = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
         with _s3_errors(f"upload part {number} of", self._uri):

@@ -1,4 +1,4 @@
-"""A ByteSink (etl.api.responses) that keeps a streamed body in memory and counts its resets."""
+"""A BlockingSink (etl.api.responses) that keeps a streamed body in memory and counts its resets."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ class MemorySink:
         self.resets = 0
         self.lengths: list[int | None] = []  # what `begin` was told, attempt by attempt
 
-    async def reset(self) -> None:
+    def reset(self) -> None:
         self.data.clear()
         self.resets += 1
 
-    async def begin(self, length: int | None) -> None:
+    def begin(self, length: int | None) -> None:
         self.lengths.append(length)
 
-    async def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         self.data.extend(chunk)

@@ -343,7 +343,7 @@ async def test_a_large_recording_streams_intact() -> None:
             self.digest = hashlib.sha256()
             self.chunks = 0
 
-        async def write(self, chunk: bytes) -> None:
+        def write(self, chunk: bytes | memoryview) -> None:
             self.digest.update(chunk)
             self.chunks += 1
 

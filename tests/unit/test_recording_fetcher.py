@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
 
-from etl.api.budget import ByteBudget
+from etl.api.budget import BufferPool
 from etl.api.client import ApiClient, ClientOptions
-from etl.api.recording_sink import DEFAULT_BUFFERS, AudioBuffers
 from etl.api.recordings import RecordingFetcher, RecordingPolicy, recording_key
 from etl.model import RecordingStatus
 from etl.secrets import Secret
@@ -59,7 +58,7 @@ def make_fetcher(
     clock: Clock,
     recording_policy: RecordingPolicy,
     sleep: Callable[[float], Awaitable[None]] | None = None,
-    buffers: AudioBuffers = DEFAULT_BUFFERS,
+    buffer_bytes: int = 16 * 1024 * 1024,
 ) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
     async def no_sleep(seconds: float) -> None:
         return None
@@ -81,8 +80,7 @@ def make_fetcher(
         client,
         local,
         recording_policy,
-        budget=ByteBudget(16 * 1024 * 1024),
-        buffers=buffers,
+        buffers=BufferPool(buffer_bytes, buffer_bytes),
         download_slots=asyncio.Semaphore(2),
         clock=clock,
         sleep=sleep or clock.sleep,
@@ -149,14 +147,14 @@ def test_a_fresh_signed_url_after_a_refusal_archives_the_recording(tmp_path: Pat
     assert outcome.sha256 == hashlib.sha256(AUDIO).hexdigest()
 
 
-class CutStream(httpx.AsyncByteStream):
+class CutStream(httpx.SyncByteStream):
     """A body that arrives in 10 kB chunks and, if `cut_at` is set, breaks off there."""
 
     def __init__(self, body: bytes, cut_at: int | None) -> None:
         self._body = body
         self._cut_at = cut_at
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __iter__(self) -> Iterator[bytes]:
         end = len(self._body) if self._cut_at is None else self._cut_at
         for start in range(0, end, 10_000):
             yield self._body[start : min(start + 10_000, end)]
@@ -169,7 +167,7 @@ def test_a_download_cut_half_way_through_a_parted_upload_is_retried_from_a_clean
     tmp_path: Path, declared: bool
 ) -> None:
     issued: list[str] = []
-    body = bytes(range(256)) * 1000 + b"tail"  # 256 kB: four 64 KiB parts
+    body = bytes(range(256)) * 1000 + b"tail"  # 256 kB: four 64 KiB parts (half the buffer each)
     gets = 0
 
     def storage(request: httpx.Request) -> httpx.Response:
@@ -178,9 +176,9 @@ def test_a_download_cut_half_way_through_a_parted_upload_is_retried_from_a_clean
         headers = {"content-length": str(len(body))} if declared else {}
         return httpx.Response(200, headers=headers, stream=CutStream(body, 150_000 if gets == 1 else None))
 
-    buffers = AudioBuffers(single_put_max_bytes=64 * 1024, part_bytes=64 * 1024)
+    storage_host = httpx.MockTransport(storage)
     fetcher, _, local = make_fetcher(
-        signed_url_api(issued), httpx.MockTransport(storage), tmp_path, Clock(), policy(), buffers=buffers
+        signed_url_api(issued), storage_host, tmp_path, Clock(), policy(), buffer_bytes=128 * 1024
     )
     outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
 

@@ -1,5 +1,6 @@
-"""RecordingSink and ByteBudget: one hash pass, one PUT for small recordings, overlapping parts for
-large ones, every buffer within the budget, and a clean start after a reset."""
+"""RecordingSink and BufferPool: one hash pass, one PUT for recordings that fit the buffer,
+overlapping parts (half a buffer each) for longer ones, a clean start after a reset, and pooled buffers
+that are reused, never resized, and lent no more than the pool holds."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from etl.api.budget import ByteBudget
-from etl.api.recording_sink import AudioBuffers, RecordingSink
+from etl.api.budget import BufferPool, recording_buffers
+from etl.api.recording_sink import RecordingSink, TransferCancelled
 from etl.errors import RetriableError, StorageError
-from etl.storage.base import PartedUpload
+from etl.storage.base import ByteData, PartedUpload
 from etl.storage.local import LocalStorage
 
 KEY = "recordings/call_date=2026-11-26/c1.wav"
 KIB = 1024
-BUFFERS = AudioBuffers(single_put_max_bytes=64 * KIB, part_bytes=64 * KIB)
+BUFFER = 128 * KIB  # parts of 64 KiB
 
 
 class Recorded:
@@ -31,7 +32,7 @@ class Recorded:
         self._fail_part = fail_part
         self.part_started = threading.Event()
 
-    def put_part(self, number: int, offset: int, data: bytes | bytearray) -> None:
+    def put_part(self, number: int, offset: int, data: ByteData) -> None:
         self._log.append(f"part {number} @{offset} {len(data)}")
         self.part_started.set()
         if number == self._fail_part:
@@ -56,9 +57,7 @@ class RecordingStorage(LocalStorage):
         self.uploads: list[Recorded] = []
         self._fail_part = fail_part
 
-    def put_checked(
-        self, key: str, data: bytes | bytearray, *, sha256: bytes, content_type: str | None = None
-    ) -> str:
+    def put_checked(self, key: str, data: ByteData, *, sha256: bytes, content_type: str | None = None) -> str:
         self.log.append(f"put {len(data)} {sha256.hex()[:8]}")
         return super().put_checked(key, data, sha256=sha256, content_type=content_type)
 
@@ -68,202 +67,178 @@ class RecordingStorage(LocalStorage):
         return self.uploads[-1]
 
 
-async def feed(sink: RecordingSink, body: bytes, *, declared: int | None, chunk: int = 10_000) -> None:
-    await sink.reset()
-    await sink.begin(declared)
+def new_sink(storage: LocalStorage, key: str = KEY, size: int = BUFFER) -> RecordingSink:
+    sink = RecordingSink(storage, key)
+    sink.attach(bytearray(size))
+    return sink
+
+
+def feed(sink: RecordingSink, body: bytes, *, declared: int | None, chunk: int = 10_000) -> None:
+    sink.reset()
+    sink.begin(declared)
     for start in range(0, len(body), chunk):
-        await sink.write(body[start : start + chunk])
+        sink.write(body[start : start + chunk])
 
 
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
 
 
-def test_a_small_recording_of_known_length_is_one_checked_put_from_memory(tmp_path: Path) -> None:
+def test_a_recording_of_known_length_that_fits_is_one_checked_put_from_the_buffer(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(128 * KIB)
-    body = os.urandom(50_000)
+    body = os.urandom(100_000)  # more than a part, less than the buffer
+    sink = new_sink(storage)
+    feed(sink, body, declared=len(body))
+    stored = sink.finish()
+    sink.close()
 
-    async def run() -> None:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, body, declared=len(body))
-            assert budget.free == 0  # its allowance reserved: 128 KiB, two part buffers
-            stored = await sink.finish()
-        assert stored.sha256 == hashlib.sha256(body).hexdigest()
-        assert stored.size_bytes == len(body)
-
-    asyncio.run(run())
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
+    assert stored.size_bytes == len(body)
     assert storage.log == [f"put {len(body)} {hashlib.sha256(body).hexdigest()[:8]}"]
     assert storage.get_bytes(KEY) == body
-    assert budget.free == budget.total
+    assert len(sink.detach() or b"") == BUFFER  # the buffer comes back whole, for the next recording
 
 
-def test_a_large_recording_goes_up_in_parts_while_the_download_continues(tmp_path: Path) -> None:
+def test_a_longer_recording_goes_up_in_parts_while_the_download_continues(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(256 * KIB)
     body = os.urandom(200_000)  # 3 full parts of 64 KiB and a short one
+    sink = new_sink(storage)
+    sink.reset()
+    sink.begin(len(body))
+    sink.write(body[: 70 * KIB])  # fills part 1 and starts part 2
+    # The first part is on its way up before the rest of the body has arrived.
+    assert storage.uploads[0].part_started.wait(10)
+    sink.write(body[70 * KIB :])
+    stored = sink.finish()
+    sink.close()
 
-    async def run() -> str:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await sink.reset()
-            await sink.begin(len(body))
-            await sink.write(body[: 70 * KIB])  # fills part 1 and starts part 2
-            # The first part is on its way up before the rest of the body has arrived.
-            assert await asyncio.to_thread(storage.uploads[0].part_started.wait, 10)
-            await sink.write(body[70 * KIB :])
-            stored = await sink.finish()
-        return stored.sha256
-
-    assert asyncio.run(run()) == hashlib.sha256(body).hexdigest()
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
     part = 64 * KIB
     assert storage.log[0] == "start" and storage.log[-1] == "complete"
     last = len(body) - 3 * part
     expected = [f"part 1 @0 {part}", f"part 2 @{part} {part}", f"part 3 @{2 * part} {part}"]
     assert sorted(storage.log[1:-1]) == sorted([*expected, f"part 4 @{3 * part} {last}"])
     assert storage.get_bytes(KEY) == body
-    assert budget.free == budget.total
     assert temp_files(tmp_path) == []
 
 
 def test_an_unknown_length_that_turns_out_small_is_still_one_put(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(128 * KIB)
     body = os.urandom(30_000)
+    sink = new_sink(storage)
+    feed(sink, body, declared=None)
+    sink.finish()
+    sink.close()
 
-    async def run() -> None:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, body, declared=None)
-            await sink.finish()
-
-    asyncio.run(run())
     assert storage.log == [f"put {len(body)} {hashlib.sha256(body).hexdigest()[:8]}"]
     assert storage.get_bytes(KEY) == body
 
 
 def test_a_reset_after_a_cut_download_aborts_the_parts_sent_and_starts_clean(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(256 * KIB)
     body = os.urandom(150_000)
+    sink = new_sink(storage)
+    feed(sink, os.urandom(140_000), declared=None)  # cut: other bytes, never finished
+    feed(sink, body, declared=None)  # the retry
+    stored = sink.finish()
+    sink.close()
 
-    async def run() -> str:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, os.urandom(140_000), declared=len(body))  # cut: other bytes, never finished
-            await feed(sink, body, declared=len(body))  # the retry
-            stored = await sink.finish()
-        return stored.sha256
-
-    assert asyncio.run(run()) == hashlib.sha256(body).hexdigest()
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
     first = storage.log.index("abort")
     assert storage.log[0] == "start" and "complete" not in storage.log[:first]
     assert storage.log[first + 1] == "start" and storage.log[-1] == "complete"
     assert storage.get_bytes(KEY) == body
-    assert budget.free == budget.total
     assert temp_files(tmp_path) == []
 
 
 def test_a_failed_part_fails_the_recording_and_the_upload_is_aborted(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path, fail_part=2)
-    budget = ByteBudget(256 * KIB)
     body = os.urandom(200_000)
-
-    async def run() -> None:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, body, declared=len(body))
-            await sink.finish()
-
+    sink = new_sink(storage)
     with pytest.raises(StorageError, match="part 2"):
-        asyncio.run(run())
+        feed(sink, body, declared=len(body))
+        sink.finish()
+    sink.close()
+
     assert "complete" not in storage.log and storage.log[-1] == "abort"
     assert storage.head(KEY) is None
     assert temp_files(tmp_path) == []
-    assert budget.free == budget.total
 
 
-def test_leaving_without_finish_publishes_nothing(tmp_path: Path) -> None:
+def test_closing_without_finish_publishes_nothing(tmp_path: Path) -> None:
     storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(256 * KIB)
+    sink = new_sink(storage)
+    feed(sink, os.urandom(100_000), declared=None)
+    sink.close()
 
-    async def run() -> None:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, os.urandom(100_000), declared=None)
-
-    asyncio.run(run())
     assert storage.log[-1] == "abort"
     assert storage.head(KEY) is None
     assert temp_files(tmp_path) == []
-    assert budget.free == budget.total
 
 
 def test_a_body_longer_than_its_declared_length_is_retriable(tmp_path: Path) -> None:
-    storage = RecordingStorage(tmp_path)
-    budget = ByteBudget(128 * KIB)
-
-    async def run() -> None:
-        async with RecordingSink(storage, KEY, budget, BUFFERS) as sink:
-            await feed(sink, os.urandom(20_000), declared=10_000)
-
+    sink = new_sink(RecordingStorage(tmp_path))
     with pytest.raises(RetriableError, match="longer than its Content-Length"):
-        asyncio.run(run())
-    assert budget.free == budget.total
+        feed(sink, os.urandom(BUFFER + 1), declared=10_000)
+    sink.close()
 
 
-def test_many_recordings_in_flight_never_hold_more_than_the_budget(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    budget = ByteBudget(400 * KIB)  # three recordings' allowances at a time
-    bodies = {f"recordings/call_date=2026-11-26/c{n}.wav": os.urandom(30_000 + n * 9_000) for n in range(32)}
-    lowest = budget.total
-
-    async def one(key: str, body: bytes) -> str:
-        nonlocal lowest
-        async with RecordingSink(storage, key, budget, BUFFERS) as sink:
-            await sink.reset()
-            await sink.begin(len(body) if len(key) % 2 else None)
-            for start in range(0, len(body), 8_000):
-                await sink.write(body[start : start + 8_000])
-                lowest = min(lowest, budget.free)
-                await asyncio.sleep(0)
-            return (await sink.finish()).sha256
-
-    async def run() -> list[str]:
-        return await asyncio.gather(*(one(key, body) for key, body in bodies.items()))
-
-    digests = asyncio.run(run())
-    assert digests == [hashlib.sha256(body).hexdigest() for body in bodies.values()]
-    for key, body in bodies.items():
-        assert storage.get_bytes(key) == body
-    assert 0 <= lowest < 2 * BUFFERS.allowance  # the budget was the limit, and it held
-    assert budget.free == budget.total
+def test_a_cancelled_sink_refuses_the_next_chunk(tmp_path: Path) -> None:
+    sink = new_sink(RecordingStorage(tmp_path))
+    feed(sink, os.urandom(20_000), declared=None)
+    sink.cancel()
+    with pytest.raises(TransferCancelled):
+        sink.write(b"more")
+    sink.close()
 
 
-# --- ByteBudget -----------------------------------------------------------------------------------
+# --- BufferPool -----------------------------------------------------------------------------------
 
 
-def test_the_budget_serves_waiters_in_order_and_a_cancelled_waiter_gives_its_place_back() -> None:
-    async def run() -> list[str]:
-        budget = ByteBudget(100)
+def test_the_pool_lends_at_most_its_count_reuses_its_buffers_and_serves_waiters_in_order() -> None:
+    async def run() -> None:
+        pool = BufferPool(300, 100)
+        assert pool.count == 3
+        held = [await pool.acquire() for _ in range(3)]
         order: list[str] = []
-        await budget.acquire(90)
 
-        async def take(name: str, n: int) -> None:
-            await budget.acquire(n)
+        async def take(name: str) -> bytearray:
+            buffer = await pool.acquire()
             order.append(name)
+            return buffer
 
-        big = asyncio.create_task(take("big", 60))
+        first = asyncio.create_task(take("first"))
         await asyncio.sleep(0)
-        small = asyncio.create_task(take("small", 5))  # fits now, but queues behind `big`
-        doomed = asyncio.create_task(take("doomed", 40))
+        doomed = asyncio.create_task(take("doomed"))
+        second = asyncio.create_task(take("second"))
         await asyncio.sleep(0)
-        assert order == []
+        assert order == [] and pool.lent == 3
         doomed.cancel()
-        budget.release(90)
-        await asyncio.gather(big, small)
+        pool.release(held[0])
+        pool.release(held[1])
+        got = await asyncio.gather(first, second)
         await asyncio.gather(doomed, return_exceptions=True)
-        assert budget.free == 100 - 60 - 5
-        return order
+        assert order == ["first", "second"]
+        # The very buffers given back: no new allocation, no page faulted in again.
+        assert {id(b) for b in got} == {id(held[0]), id(held[1])}
+        assert pool.lent == 3
 
-    assert asyncio.run(run()) == ["big", "small"]
+    asyncio.run(run())
 
 
-def test_the_budget_refuses_a_reservation_it_could_never_grant() -> None:
-    with pytest.raises(ValueError, match="cannot reserve"):
-        asyncio.run(ByteBudget(10).acquire(11))
+def test_the_pool_refuses_a_resized_buffer_and_a_size_it_cannot_hold() -> None:
+    async def run() -> None:
+        pool = BufferPool(100, 100)
+        buffer = await pool.acquire()
+        del buffer[50:]
+        with pytest.raises(AssertionError, match="resized"):
+            pool.release(buffer)
+
+    asyncio.run(run())
+    with pytest.raises(ValueError, match="cannot hold"):
+        BufferPool(10, 11)
+
+
+def test_the_run_pool_uses_32_mib_buffers_or_one_smaller_one() -> None:
+    assert (recording_buffers(96 << 20).count, recording_buffers(96 << 20).buffer_bytes) == (3, 32 << 20)
+    assert (recording_buffers(16 << 20).count, recording_buffers(16 << 20).buffer_bytes) == (1, 16 << 20)
