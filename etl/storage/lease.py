@@ -64,8 +64,9 @@ def _iso(moment: datetime) -> str:
 
 _FIELDS = ("name", "owner", "host", "pid", "token", "acquired_at", "expires_at")
 # Renewals run on threads of their own: on the default executor they would queue behind recording
-# uploads and Parquet writes, and a lease of a minute must be renewed within its margin.
-_RENEWALS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lease-renewal")
+# uploads and Parquet writes, and a lease of a minute must be renewed within its margin. Eight: one
+# per day a run keeps open, so one renewal stuck on a slow PUT delays no other.
+_RENEWALS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lease-renewal")
 
 
 def _parse_time(value: object) -> datetime:
