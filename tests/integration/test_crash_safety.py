@@ -169,13 +169,12 @@ def test_a_run_started_right_after_a_kill_takes_its_days_over(
     storage = open_storage(dest)
     leases = [LeaseInfo.from_json(storage.get_bytes(k) or b"") for k in storage.list_keys(LEASE_PREFIX)]
     assert leases, "the killed run held no lease"
-    assert min(lease.expires_at for lease in leases) > datetime.now(UTC) + timedelta(seconds=20)
+    first_expiry = min(lease.expires_at for lease in leases)
 
-    started = time.monotonic()
     finished = run(sim, dest, config, command, *window, *worker)
 
     assert finished.code == 0, finished.output
-    assert time.monotonic() - started < 30, "the run waited for the killed run's leases to expire"
+    assert datetime.now(UTC) < first_expiry, "the run waited for the killed run's leases to expire"
     assert "taken over from this worker's dead run" in finished.output
     archive = read_archive(f"{s3_bucket}/{command}", s3_filesystem(s3_endpoint))
     assert_matches_truth(archive, Expected(sim.truth()))
