@@ -132,6 +132,24 @@ def settings_options(func: F) -> F:
     return func
 
 
+def lease_options(func: F) -> F:
+    """Options of the commands that lease partitions (`backfill`, `sync`): overlapping and retried runs."""
+    lock_wait = setting_option(
+        "--lock-wait",
+        setting="lock_wait_s",
+        type=float,
+        help="Seconds to wait for a partition another run holds; 0 skips it. "
+        "75 lets a run started right after a killed one take over its partitions.",
+    )
+    worker_id = setting_option(
+        "--worker-id",
+        setting="worker_id",
+        help="This worker's identity (e.g. the cron or Job name); at most one live run per id. "
+        "A run takes over its own worker's leases at once, so a retry after a kill does not wait.",
+    )
+    return lock_wait(worker_id(func))
+
+
 @click.group()
 @click.version_option(package_name="ultravox-archiver")
 def main() -> None:
@@ -143,6 +161,7 @@ def main() -> None:
 @click.option(
     "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC day (inclusive), YYYY-MM-DD."
 )
+@lease_options
 @settings_options
 def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: Any) -> None:
     """Archive every call created in a window of UTC days.
@@ -174,12 +193,7 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     type=float,
     help="Days after which a partition stops being revisited.",
 )
-@setting_option(
-    "--lock-wait",
-    setting="lock_wait_s",
-    type=float,
-    help="Seconds to wait for a partition another run holds; 0 skips it.",
-)
+@lease_options
 @settings_options
 def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     """The scheduled job: archive what is new or changed since the last run.

@@ -37,6 +37,7 @@ ENV_VARS: Mapping[str, str] = {
     "recording_give_up_days": "ARCHIVER_RECORDING_GIVE_UP_DAYS",
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
+    "worker_id": "ARCHIVER_WORKER_ID",
     "since": "ARCHIVER_SINCE",
     "config_file": "ARCHIVER_CONFIG",
 }
@@ -79,10 +80,15 @@ class Settings:
     # Partitions whose day ended less than this long ago are revisited by `sync`: summaries and
     # billing fields are filled in after a call ends.
     refresh_days: float = 2.0
-    # A run holds each partition's lease this long between renewals; a killed run's lease expires.
-    lease_ttl_s: float = 600.0
+    # A run holds each partition's lease this long between renewals (renewed every quarter of it,
+    # and before each publishing write); a killed run's lease expires after it. A minute, so that a
+    # run started right after a killed one takes its days over with `--lock-wait 75` (issue 11).
+    lease_ttl_s: float = 60.0
     # How long to wait for a partition another run holds; 0 = skip it and say so.
     lock_wait_s: float = 0.0
+    # Who runs: at most one live run per worker id (a cron line under flock, a one-pod Job). A run
+    # takes over its own worker's leases at once, so a retry after a kill need not wait for them.
+    worker_id: str | None = None
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
 
@@ -110,6 +116,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("audio_memory_mib must be at least 16")
     if settings.lease_ttl_s < 1:
         raise ConfigError("lease_ttl_s must be at least 1 second")
+    if settings.worker_id is not None and not (
+        0 < len(settings.worker_id) <= 200
+        and settings.worker_id.isprintable()
+        and settings.worker_id.strip() == settings.worker_id
+    ):
+        raise ConfigError("--worker-id must be 1-200 printable characters, without surrounding spaces")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
     if settings.recording_wait_s < 0:

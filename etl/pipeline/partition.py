@@ -5,13 +5,15 @@ Publishing order matters for readers and for crash safety: recordings first (as 
 then the messages file, then the calls file, then the manifest. Every object appears whole (an S3
 PUT or completed multipart upload, a rename on disk), so a reader sees the old partition or the new
 one, and a run killed between two writes leaves the partition open for the next run to finish.
+Each of those writes is fenced: `fence` (the lease's `confirm`) runs right before it and raises
+`LeaseLost` when another run took the partition over, so a writer that lost it writes nothing more.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -83,15 +85,19 @@ class Partition:
 
     # -- publishing -----------------------------------------------------------------------------------
 
-    def publish(self, storage: Storage, tombstones: Mapping[str, datetime]) -> PublishResult:
+    def publish(
+        self, storage: Storage, tombstones: Mapping[str, datetime], fence: Callable[[], None]
+    ) -> PublishResult:
         kept = self.kept_call_ids()
         deleted = self._carry_over(kept, tombstones)
         messages_file = self._messages.close()
         calls_file = self._calls.close()
         try:
             if messages_file is not None:
+                fence()
                 storage.put_file(self.messages_key, messages_file)
             if calls_file is not None:
+                fence()
                 storage.put_file(self.calls_key, calls_file)
         finally:
             for path in (messages_file, calls_file):

@@ -39,7 +39,7 @@ from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.config import Settings
-from etl.errors import ArchiverError, AuthError, StorageError
+from etl.errors import ArchiverError, AuthError, LeaseLost, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
@@ -147,7 +147,11 @@ class Run:
         )
         self._ledger = Ledger(self.summary, progress)
         self._leases = Leases(
-            storage, owner=f"{run_id}@{socket.gethostname()}", ttl_s=settings.lease_ttl_s, clock=now
+            storage,
+            owner=f"{run_id}@{socket.gethostname()}",
+            ttl_s=settings.lease_ttl_s,
+            clock=now,
+            worker=settings.worker_id,
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
         self._listing_turns = Turns(0)
@@ -236,29 +240,35 @@ class Run:
             if not await self._list_and_archive(index, pages, partition, book):
                 return
             tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
-            if not lease.still_held():
-                reason = f"lost the lease on {day} before publishing; nothing written"
+            try:
+                published = await asyncio.to_thread(
+                    partition.publish, self._storage, tombstones, lease.confirm
+                )
+                manifest = book.manifest(
+                    published,
+                    run_id=self.summary.run_id,
+                    written_at=self._now(),
+                    refresh_window=timedelta(days=self._settings.refresh_days),
+                )
+                await self._write_manifest(manifest, lease)
+            except LeaseLost as exc:
+                # Another run took the day over: it publishes the day; the open marker stays until then.
+                reason = f"lost the lease on {day} while publishing; abandoned, nothing more written: {exc}"
                 self._ledger.problem(ProblemKind.LEASE_LOST, reason, book)
                 return
-            published = await asyncio.to_thread(partition.publish, self._storage, tombstones)
-            manifest = book.manifest(
-                published,
-                run_id=self.summary.run_id,
-                written_at=self._now(),
-                refresh_window=timedelta(days=self._settings.refresh_days),
-            )
-            await self._write_manifest(manifest)
             self._ledger.partition_written(manifest)
         finally:
             await pages.aclose()
             partition.discard()
 
-    async def _write_manifest(self, manifest: PartitionManifest) -> None:
+    async def _write_manifest(self, manifest: PartitionManifest, lease: Lease) -> None:
         day = manifest.call_date
+        await asyncio.to_thread(lease.confirm)
         await asyncio.to_thread(
             self._storage.put_bytes, manifest_key(day), manifest.to_json(), content_type="application/json"
         )
         if manifest.final:
+            await asyncio.to_thread(lease.confirm)
             await asyncio.to_thread(self._storage.delete, open_marker_key(day))
 
     async def _list_and_archive(

@@ -7,11 +7,17 @@ race, so of two runs that try at once exactly one gets the lease. A lease expire
 last renewal, so a killed run blocks a partition for at most that long.
 
 The pipeline's use: `acquire_within` (which waits a while for a held lease) -> work inside
-`renewing(lease)` -> check `lease.still_held()` right before publishing -> `release`. Clocks are
-wall clocks on different machines: `still_held` turns False `margin_s` before expiry, which is the
-allowance for skew between hosts and for the publish step itself.
+`renewing(lease)` -> `lease.confirm()` right before each write that publishes (fencing: a
+conditional renewal proves nobody took the lease over, and gives the write a whole TTL) -> `release`.
+Clocks are wall clocks on different machines: `still_held` turns False `margin_s` before expiry,
+which is the allowance for skew between hosts.
 
-The object holds no secret: the run id, host name and process id say who holds the lease.
+A run may name a worker identity (`worker`, the `--worker-id` setting): the operator promises that
+at most one run with that identity is alive at a time (a cron line under `flock`, a Kubernetes Job
+with one pod). A lease held by the same worker is then a dead run's, and is taken over at once
+instead of after its TTL, unless it was written on this host by a process that is still running.
+
+The object holds no secret: the run id, worker, host name and process id say who holds the lease.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -56,6 +63,10 @@ def _iso(moment: datetime) -> str:
 
 
 _FIELDS = ("name", "owner", "host", "pid", "token", "acquired_at", "expires_at")
+# Renewals run on threads of their own: on the default executor they would queue behind recording
+# uploads and Parquet writes, and a lease of a minute must be renewed within its margin. Eight: one
+# per day a run keeps open, so one renewal stuck on a slow PUT delays no other.
+_RENEWALS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lease-renewal")
 
 
 def _parse_time(value: object) -> datetime:
@@ -79,6 +90,8 @@ class LeaseInfo:
     token: str
     acquired_at: datetime
     expires_at: datetime
+    # The run's `--worker-id`, if it gave one (leases written before it existed have none).
+    worker: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         return _utc(now) >= self.expires_at
@@ -92,6 +105,7 @@ class LeaseInfo:
             "token": self.token,
             "acquired_at": _iso(self.acquired_at),
             "expires_at": _iso(self.expires_at),
+            "worker": self.worker,
         }
         return (json.dumps(document, indent=2) + "\n").encode()
 
@@ -110,6 +124,9 @@ class LeaseInfo:
         name, owner, host, token, pid = (document[k] for k in ("name", "owner", "host", "token", "pid"))
         if not all(isinstance(v, str) for v in (name, owner, host, token)) or type(pid) is not int:
             raise ValueError("name, owner, host and token must be strings and pid an integer")
+        worker = document.get("worker")
+        if worker is not None and not isinstance(worker, str):
+            raise ValueError("worker must be a string or null")
         return cls(
             name=name,
             owner=owner,
@@ -118,6 +135,7 @@ class LeaseInfo:
             token=token,
             acquired_at=_parse_time(document["acquired_at"]),
             expires_at=_parse_time(document["expires_at"]),
+            worker=worker,
         )
 
 
@@ -185,6 +203,18 @@ class Lease:
                 raise LeaseLost(f"lease {self.key} was taken over or removed") from exc
             self._info = renewed
 
+    def confirm(self) -> None:
+        """The fence before a write that publishes: renew now, LeaseLost if the lease is not ours.
+
+        A renewal is a conditional write on the lease object, so its success proves that no other
+        run took the lease over since our last one, and leaves a whole TTL for the write it guards.
+        A storage error is raised as such: whether we still hold the lease is then unknown.
+        """
+        self.renew()
+        if not self.still_held():
+            # Renewed, yet within the margin by our clock: the clock jumped; do not trust it.
+            raise LeaseLost(f"lease {self.key} expires too soon after renewal; not publishing")
+
     def release(self) -> None:
         """Delete the lease if it is still ours; calling it again, or after losing it, does nothing."""
         with self._writing:
@@ -204,7 +234,8 @@ class Leases:
     """Acquires and inspects leases stored under `_state/leases/` in `storage`.
 
     `ttl_s` comes from the settings (`lease_ttl_s`); `margin_s` defaults to a tenth of it. `host`
-    and `pid` default to this process's.
+    and `pid` default to this process's; `alive` says whether a process of this host still runs.
+    `worker` is the run's worker identity (see the module docstring), None for none.
     """
 
     def __init__(
@@ -217,6 +248,8 @@ class Leases:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         host: str | None = None,
         pid: int | None = None,
+        worker: str | None = None,
+        alive: Callable[[int], bool] | None = None,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
@@ -230,6 +263,8 @@ class Leases:
         self._clock = clock
         self._host = socket.gethostname() if host is None else host
         self._pid = os.getpid() if pid is None else pid
+        self.worker = worker
+        self._alive = _process_alive if alive is None else alive
 
     def now(self) -> datetime:
         return _utc(self._clock())
@@ -246,6 +281,7 @@ class Leases:
             token=uuid.uuid4().hex,
             acquired_at=now,
             expires_at=now + self.ttl,
+            worker=self.worker,
         )
         data = info.to_json()
         for _ in range(_ACQUIRE_ROUNDS):
@@ -262,13 +298,14 @@ class Leases:
                 # Our create succeeded but its reply was lost and the retry saw our own object.
                 return self._granted(info, etag, how="created")
             held = self._unexpired(key, existing, now)
-            if held is not None:
+            if held is not None and not self._left_by_our_worker(held):
                 log.info("lease held by another run", extra={"lease": key, "holder": held.owner})
                 return None
             try:
                 # If-Match: of several runs taking over the same expired lease, exactly one succeeds.
                 etag = self._swap(info, etag)
-                return self._granted(info, etag, how="taken over")
+                how = "taken over" if held is None else "taken over from this worker's dead run"
+                return self._granted(info, etag, how=how)
             except PreconditionFailed:
                 continue  # it changed under us: re-read and decide again
         log.info("lease contended; giving up for now", extra={"lease": key})
@@ -299,6 +336,14 @@ class Leases:
             if current[0] == data:
                 return current[1]
             return self.storage.put_bytes_if(key, data, if_match=current[1], content_type=_JSON)
+
+    def _left_by_our_worker(self, held: LeaseInfo) -> bool:
+        """An unexpired lease that our worker identity says belongs to a run that is gone."""
+        if self.worker is None or held.worker != self.worker:
+            return False
+        # The one case we can check: a process of this host. Our own pid is an earlier incarnation
+        # (a restarted container reuses pids); any other live pid may be an overlapping run.
+        return not (held.host == self._host and held.pid != self._pid and self._alive(held.pid))
 
     def _unexpired(self, key: str, data: bytes, now: datetime) -> LeaseInfo | None:
         try:
@@ -352,6 +397,18 @@ async def acquire_within(
         await sleep(min(max(until_expiry + 0.05, 0.1), 5.0, remaining))
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    except OSError:
+        return True  # cannot tell: assume alive, i.e. wait for the lease to expire
+    return True
+
+
 def _ours(data: bytes, info: LeaseInfo) -> bool:
     try:
         return LeaseInfo.from_json(data).token == info.token
@@ -360,16 +417,18 @@ def _ours(data: bytes, info: LeaseInfo) -> bool:
 
 
 async def keep_renewed(lease: Lease, every_s: float | None = None) -> None:
-    """Renew `lease` every `every_s` seconds (default: a third of the TTL) until cancelled or lost.
+    """Renew `lease` every `every_s` seconds (default: a quarter of the TTL) until cancelled or lost.
 
-    A storage error is logged and retried at the next tick: the lease stays valid until it
-    expires, and `still_held` turns False by then if no renewal got through.
+    A storage error is logged and retried at the next tick (three chances before the lease
+    expires): the lease stays valid until it expires, `still_held` turns False by then if no
+    renewal got through, and the fence before each publishing write renews it once more.
     """
-    interval = lease.ttl_s / 3 if every_s is None else every_s
+    interval = lease.ttl_s / 4 if every_s is None else every_s
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(lease.renew)
+            await loop.run_in_executor(_RENEWALS, lease.renew)
         except LeaseLost:
             return
         except StorageError as exc:

@@ -1,5 +1,7 @@
 """SIGKILL at 23 moments of a sync; each time the next run completes the job and the archive is
 identical (same rows, same audio checksums) to an uninterrupted run's, and equals the ground truth.
+And with the default lease settings, a run started right after a kill takes the killed run's days
+over at once (`--worker-id`) instead of skipping them.
 
 Moments come two ways. Storage moments are exact: a crash point `put:PREFIX:N` runs the CLI through
 tests/support/crashing_archiver.py, which makes the process SIGKILL itself right before its Nth
@@ -27,9 +29,11 @@ from support.archive_truth import (
     s3_filesystem,
 )
 from support.archiver_process import run, start, write_config
-from support.simulator_helpers import SMALL_RECORDING_BYTES
+from support.simulator_helpers import SMALL_RECORDING_BYTES, StartSimulator
 
 from etl.simulator.process import SimulatorHandle, running_simulator
+from etl.storage import open_storage
+from etl.storage.lease import LEASE_PREFIX, LeaseInfo
 
 STORAGE_MOMENTS = [
     "put:_state/leases/:1",
@@ -140,3 +144,42 @@ def test_killed_at_api_moments(
             account.configure(latency_ms=0)
         assert process.returncode == SIGKILLED, f"the run ended before {moment}"
         _finish_and_compare(account, config, s3_endpoint, bucket, reference, moment)
+
+
+@pytest.mark.parametrize("command", ["backfill", "sync"])
+def test_a_run_started_right_after_a_kill_takes_its_days_over(
+    start_simulator: StartSimulator, s3_endpoint: str, s3_bucket: str, tmp_path: Path, command: str
+) -> None:
+    # Default lease settings (a minute, renewed every 15 s): the killed run's leases are alive when
+    # the next run starts, which takes them over because it is the same worker.
+    sim = start_simulator(calls=60, seed=43, days=4, start_date=_days_ago(6))
+    dest, config = f"s3://{s3_bucket}/{command}", write_config(tmp_path / "c.toml", refresh_days=0)
+    window = ["--since", sim.since] + (["--until", sim.until] if command == "backfill" else [])
+    worker = ["--worker-id", f"nightly-{command}", "--lock-wait", "75"]
+    sim.configure(latency_ms=20)  # slow enough to be killed mid-run
+    try:
+        killed = start(sim, dest, config, command, *window, *worker)
+        while killed.poll() is None and sim.stats()["requests"]["messages"] < 25:
+            time.sleep(0.005)
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=30)
+    finally:
+        sim.configure(latency_ms=0)
+    assert killed.returncode == SIGKILLED, "the run ended before it was killed"
+    storage = open_storage(dest)
+    leases = [LeaseInfo.from_json(storage.get_bytes(k) or b"") for k in storage.list_keys(LEASE_PREFIX)]
+    assert leases, "the killed run held no lease"
+    first_expiry = min(lease.expires_at for lease in leases)
+
+    finished = run(sim, dest, config, command, *window, *worker)
+
+    assert finished.code == 0, finished.output
+    assert datetime.now(UTC) < first_expiry, "the run waited for the killed run's leases to expire"
+    assert "taken over from this worker's dead run" in finished.output
+    archive = read_archive(f"{s3_bucket}/{command}", s3_filesystem(s3_endpoint))
+    assert_matches_truth(archive, Expected(sim.truth()))
+    assert list(storage.list_keys(LEASE_PREFIX)) == []
+
+
+def _days_ago(days: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()

@@ -57,7 +57,7 @@ def run(
 
 
 def write_config(path: Path, **overrides: float) -> Path:
-    """Short waits, so that tests run in seconds: polling, retries, leases."""
+    """Short waits, so that tests run in seconds: polling and retries. Leases keep their defaults."""
     settings: dict[str, float] = {
         "recording_wait_s": 4,
         "recording_poll_initial_s": 0.1,
@@ -65,7 +65,6 @@ def write_config(path: Path, **overrides: float) -> Path:
         "retry_initial_s": 0.02,
         "retry_max_s": 0.2,
         "max_rps": 2000,
-        "lease_ttl_s": 600,
     }
     settings.update(overrides)
     path.write_text("[archiver]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))

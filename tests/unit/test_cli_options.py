@@ -70,3 +70,9 @@ def test_no_test_only_option_is_left_in_the_cli() -> None:
     result = CliRunner().invoke(main, ["sync", "--crash-at", "put:calls/:1"])
     assert result.exit_code == 2
     assert "--crash-at" in result.output and "No such option" in result.output
+
+
+def test_backfill_and_sync_both_take_the_lease_options() -> None:
+    # A retried crashed backfill needs them as much as a retried sync (README: after a kill).
+    for command in ("backfill", "sync"):
+        assert {"--lock-wait", "--worker-id"} <= set(options(command)), command

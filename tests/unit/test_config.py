@@ -139,3 +139,13 @@ def test_defaults_are_the_ones_settings_declares() -> None:
     settings = load_settings({}, {"ULTRAVOX_API_KEY": KEY})
     assert {name: getattr(settings, name) for name in defaults} == defaults
     assert defaults["max_rps"] == 100.0 and defaults["since"] is None
+
+
+def test_worker_id_comes_from_flag_or_env_and_must_be_plain_text() -> None:
+    env = {"ULTRAVOX_API_KEY": KEY, "ARCHIVER_WORKER_ID": "nightly-sync"}
+    assert load_settings({}, env).worker_id == "nightly-sync"
+    assert load_settings({"worker_id": "job-7"}, env).worker_id == "job-7"
+    assert load_settings({}, {"ULTRAVOX_API_KEY": KEY}).worker_id is None
+    for bad in ("", " padded", "two\nlines", "x" * 201):
+        with pytest.raises(ConfigError, match="--worker-id"):
+            load_settings({"worker_id": bad}, env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from support.contracts.leases import KEY, NAME, T0, TTL_S, FakeClock, LeaseRaces
 
+from etl.config import setting_defaults
 from etl.storage import LocalStorage, Storage
 from etl.storage.lease import Lease, LeaseInfo, Leases, Locked, acquire_within, keep_renewed, renewing
 
@@ -197,3 +199,33 @@ def test_acquire_within_gives_up_after_the_wait(tmp_path: Path) -> None:
     assert isinstance(result, Locked) and result.holder is not None and result.holder.owner == "run-a"
     # Polls at most every 5 s, and never sleeps past the end of the wait.
     assert waiting.sleeps == [5.0, 5.0, 2.0]
+
+
+# --- renewals on their own threads, every quarter of the TTL --------------------------------------
+
+
+def test_renewals_are_not_queued_behind_a_busy_default_executor(tmp_path: Path) -> None:
+    # Recording uploads and Parquet writes fill the default executor; a renewal queued behind them
+    # would let a one-minute lease run out under load.
+    storage, clock = LocalStorage(tmp_path), FakeClock()
+    lease = Leases(storage, owner="run-a", ttl_s=TTL_S, clock=clock).acquire(NAME)
+    assert lease is not None
+    release = threading.Event()
+
+    async def work() -> None:
+        loop = asyncio.get_running_loop()
+        busy = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+        try:
+            async with renewing(lease, every_s=0.01):
+                clock.advance(100)
+                await _until(lambda: lease.expires_at == clock() + timedelta(seconds=TTL_S))
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+
+    asyncio.run(work())
+
+
+def test_the_default_lease_is_a_minute() -> None:
+    # A run started right after a killed one waits at most this long (README: `--lock-wait 75`).
+    assert setting_defaults()["lease_ttl_s"] == 60.0

@@ -109,6 +109,7 @@ class LeaseContract:
             "token": document["token"],
             "acquired_at": "2026-03-02T12:00:00.000000Z",
             "expires_at": "2026-03-02T12:10:00.000000Z",
+            "worker": None,
         }
         assert list(storage.list_keys()) == [KEY]
 
@@ -238,6 +239,119 @@ class LeaseContract:
         assert stored[1] == lease.etag
         assert not lease.lost
         assert lease.expires_at == clock() + timedelta(seconds=TTL_S)
+
+    # -- fencing: `confirm` before each publishing write --------------------------------------------
+
+    def test_confirm_renews_while_ours(self, storage: Storage, clock: FakeClock) -> None:
+        lease = self.leases(storage, clock, "run-a").acquire(NAME)
+        assert lease is not None
+        etag = lease.etag
+        clock.advance(TTL_S / 2)
+
+        lease.confirm()
+
+        assert lease.etag != etag
+        assert lease.expires_at == clock() + timedelta(seconds=TTL_S)
+        stored = storage.get_with_etag(KEY)
+        assert stored is not None
+        assert stored[1] == lease.etag
+
+    def test_confirm_fails_once_taken_over_and_writes_nothing(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        # The writer paused past its lease (a GC pause, a frozen VM, a partition) and another run took over.
+        paused = self.leases(storage, clock, "paused").acquire(NAME)
+        assert paused is not None
+        clock.advance(TTL_S + 1)
+        taker = self.leases(storage, clock, "taker").acquire(NAME)
+        assert taker is not None
+        taken = storage.get_with_etag(KEY)
+
+        with pytest.raises(LeaseLost):
+            paused.confirm()
+
+        assert paused.lost
+        assert storage.get_with_etag(KEY) == taken  # the loser's fence left the taker's lease alone
+        taker.confirm()
+        paused.release()
+        assert self.leases(storage, clock, "observer").acquire(NAME) is None  # still the taker's
+
+    def test_confirm_after_expiry_without_a_taker_keeps_the_lease(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        # Expired by the clock but nobody took it: the conditional renewal proves nobody else wrote.
+        lease = self.leases(storage, clock, "run-a").acquire(NAME)
+        assert lease is not None
+        clock.advance(TTL_S * 2)
+
+        lease.confirm()
+
+        assert lease.still_held()
+        assert self.leases(storage, clock, "run-b").acquire(NAME) is None
+
+    def test_confirm_after_release_fails(self, storage: Storage, clock: FakeClock) -> None:
+        lease = self.leases(storage, clock, "run-a").acquire(NAME)
+        assert lease is not None
+        lease.release()
+
+        with pytest.raises(LeaseLost):
+            lease.confirm()
+        assert storage.get_bytes(KEY) is None
+
+    # -- worker identity: a run takes over its own worker's leases at once ----------------------------
+
+    def test_same_worker_takes_over_at_once(self, storage: Storage, clock: FakeClock) -> None:
+        killed = self.leases(storage, clock, "killed", worker="nightly").acquire(NAME)
+        assert killed is not None
+        clock.advance(1)
+
+        retry = Leases(
+            storage, owner="retry", ttl_s=TTL_S, clock=clock, host="host-2", pid=1, worker="nightly"
+        )
+        lease = retry.acquire(NAME)
+
+        assert lease is not None
+        holder = retry.holder(NAME)
+        assert holder is not None
+        assert (holder.owner, holder.worker) == ("retry", "nightly")
+        # Had the first run been alive after all, its next publishing write is fenced off.
+        with pytest.raises(LeaseLost):
+            killed.confirm()
+
+    def test_other_workers_wait_for_expiry(self, storage: Storage, clock: FakeClock) -> None:
+        assert self.leases(storage, clock, "first", worker="nightly").acquire(NAME) is not None
+        clock.advance(1)
+
+        for worker in ("hourly", None):
+            other = Leases(storage, owner="o", ttl_s=TTL_S, clock=clock, host="host-2", pid=1, worker=worker)
+            assert other.acquire(NAME) is None
+        # A lease written without a worker identity is never taken over early.
+        assert self.leases(storage, clock, "second").acquire("calls/call_date=2026-03-03") is not None
+        same = self.leases(storage, clock, "third", worker="nightly")
+        assert same.acquire("calls/call_date=2026-03-03") is None
+
+    def test_same_worker_on_this_host_waits_while_the_holder_runs(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        assert self.leases(storage, clock, "first", worker="nightly").acquire(NAME) is not None
+
+        def second(alive: bool, pid: int = 5000) -> Leases:
+            return Leases(
+                storage,
+                owner="second",
+                ttl_s=TTL_S,
+                clock=clock,
+                host="host-1",
+                pid=pid,
+                worker="nightly",
+                alive=lambda _pid: alive,
+            )
+
+        assert second(alive=True).acquire(NAME) is None  # an overlapping live run: not a dead one's
+        # The same pid on the same host is an earlier incarnation (a restarted container).
+        assert second(alive=True, pid=4242).acquire(NAME) is not None
+        clock.advance(1)
+        assert second(alive=False, pid=6000).acquire(NAME) is not None  # that process is gone
 
 
 class LeaseRaces(LeaseContract):
