@@ -9,6 +9,7 @@ chain itself, and we deliberately offer no flags of our own for it.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -90,6 +91,12 @@ class Settings:
 
 
 def validate(settings: Settings) -> None:
+    for setting in fields(settings):
+        value = getattr(settings, setting.name)
+        # float("nan") and float("inf") parse from a flag, the environment or TOML; every number
+        # here ends up in a sleep, a deadline or a comparison, where neither means anything.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{setting.name} must be a finite number, got {value}")
     key = settings.api_key.reveal()
     if not key:
         raise ConfigError("no API key: set ULTRAVOX_API_KEY or pass --api-key-file")
@@ -111,6 +118,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError("lease_ttl_s must be at least 1 second")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
+    waits = ("retry_initial_s", "retry_max_s", "recording_poll_initial_s", "recording_poll_max_s")
+    if any(getattr(settings, name) < 0 for name in waits):
+        raise ConfigError(f"{', '.join(waits)} must not be negative")
     if settings.recording_wait_s < 0:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:

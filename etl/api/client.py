@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import (
+    RETRY_AFTER_MAX_S,
     ByteSink,
     converted_errors,
     detail,
@@ -46,7 +47,6 @@ _NOT_ENABLED_STATUSES = frozenset({400, 404, 409, 412, 422})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 USER_AGENT = "ultravox-archiver/0.1"
-RETRY_AFTER_CAP_S = 120.0
 # More connections than requests in flight (about rate x latency: 190/s x 50 ms is 10) buy nothing.
 _MAX_API_CONNECTIONS = 32
 # Pools of two connections, taken in turn, instead of one pool of 32: on every request it queues and
@@ -311,10 +311,12 @@ class ApiClient:
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         hinted = error.retry_after_s if isinstance(error, RetriableError) else None
-        if hinted is not None:
-            return min(max(hinted, 0.0), RETRY_AFTER_CAP_S)
+        if hinted is not None and hinted >= 0:  # `>=` is false for nan too
+            return min(hinted, RETRY_AFTER_MAX_S)
         initial = self._options.retry_initial_s
-        exponential = min(initial * 2 ** (state.attempt_number - 1), self._options.retry_max_s)
+        # The exponent stops growing long before the cap matters (2**60 would still be a float).
+        doublings = min(state.attempt_number - 1, 60)
+        exponential = min(initial * 2**doublings, self._options.retry_max_s)
         # Full jitter keeps many concurrent tasks from retrying in lockstep.
         return float(exponential * (0.5 + _jitter()))
 
