@@ -101,6 +101,13 @@ def settings_options(func: F) -> F:
             "it is then archived as unavailable.",
         ),
         setting_option(
+            "--retry-budget",
+            setting="retry_budget",
+            type=int,
+            help="Retries all requests of the run may spend together; once spent, a failure costs its "
+            "call or day (the next run tries again). 0: never retry.",
+        ),
+        setting_option(
             "--config",
             setting="config_file",
             type=click.Path(dir_okay=False, path_type=Path),

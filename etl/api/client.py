@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import (
@@ -34,6 +35,7 @@ from etl.api.responses import (
     retry_after,
     stream_into,
 )
+from etl.api.retry_budget import RetryBudget
 from etl.config import Settings
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.pagination import Paginator, origin_of
@@ -113,6 +115,7 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         storage_transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        retry_budget: RetryBudget | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._options = options
@@ -123,6 +126,8 @@ class ApiClient:
         self.limiter = limiter or RateLimiter(options.max_rps, sleep=sleep)
         self.retries = 0
         self.throttled = 0
+        # Shared by every request of the run; without one, only max_attempts bounds retrying.
+        self.retry_budget = retry_budget or RetryBudget(None)
         timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
         # One TLS context for every pool: loading the CA bundle costs ~20 ms each time.
         tls = httpx.create_ssl_context()
@@ -296,7 +301,8 @@ class ApiClient:
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], url: str, *, keep_query: bool = True) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetriableError),
-            stop=stop_after_attempt(self._options.max_attempts),
+            # Attempts first: a request that has used its own attempts spends nothing of the run's.
+            stop=stop_after_attempt(self._options.max_attempts) | _BudgetSpent(self.retry_budget),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
@@ -331,6 +337,16 @@ class ApiClient:
                 "wait_s": round(state.upcoming_sleep, 3),
             },
         )
+
+
+class _BudgetSpent(stop_base):
+    """Stops retrying when the run's retry budget refuses one more retry (it spends one otherwise)."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self._budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not self._budget.take()
 
 
 def _pool(size: int) -> httpx.Limits:

@@ -38,6 +38,7 @@ from etl.api.budget import ByteBudget
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
+from etl.api.retry_budget import RetryBudget
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, StorageError
 from etl.model import ProblemKind
@@ -112,7 +113,8 @@ async def archive(
     progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Open the API client for `settings` and a spool directory, run `command`, close both."""
-    async with ApiClient(ClientOptions.from_settings(settings)) as client:
+    budget = RetryBudget(settings.retry_budget)
+    async with ApiClient(ClientOptions.from_settings(settings), retry_budget=budget) as client:
         with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=settings.spool_dir) as spool:
             run = Run(settings, client=client, storage=storage, spool_dir=Path(spool), progress=progress)
             return await run.execute(command)
@@ -192,6 +194,7 @@ class Run:
         summary.api_requests = self._client.api_requests
         summary.rate_limited = self._client.throttled
         summary.retries = self._client.retries
+        summary.retries_refused = self._client.retry_budget.refused
         summary.finished_at = self._now().isoformat()
         await asyncio.to_thread(self._write_run_records)
         return summary

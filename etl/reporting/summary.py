@@ -49,6 +49,8 @@ class RunSummary:
     api_requests: int = 0
     rate_limited: int = 0
     retries: int = 0
+    # Retriable failures not retried because the run's retry budget was spent (or its deadline passed).
+    retries_refused: int = 0
     fatal_error: str | None = None
     partitions_locked: list[str] = field(default_factory=list)
     underway_call_ids: list[str] = field(default_factory=list)

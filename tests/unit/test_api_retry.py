@@ -15,6 +15,7 @@ import pytest
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import RETRY_AFTER_MAX_S, parse_retry_after, retry_after
+from etl.api.retry_budget import RetryBudget
 from etl.config import load_settings
 from etl.errors import ConfigError, RetriableError
 from etl.secrets import Secret
@@ -25,7 +26,11 @@ NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def make_client(
-    handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float], *, max_attempts: int = 4
+    handler: Callable[[httpx.Request], httpx.Response],
+    sleeps: list[float],
+    *,
+    max_attempts: int = 4,
+    budget: RetryBudget | None = None,
 ) -> ApiClient:
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
@@ -42,7 +47,9 @@ def make_client(
         retry_max_s=30.0,
     )
     transport = httpx.MockTransport(handler)
-    return ApiClient(options, transport=transport, storage_transport=transport, sleep=fake_sleep)
+    return ApiClient(
+        options, transport=transport, storage_transport=transport, retry_budget=budget, sleep=fake_sleep
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,3 +123,40 @@ def test_backoff_without_retry_after_stays_under_its_maximum() -> None:
 def test_a_setting_that_is_not_a_finite_number_is_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match="finite"):
         load_settings({}, {"ULTRAVOX_API_KEY": KEY, name: value})
+
+
+def test_the_run_s_retry_budget_bounds_retries_across_requests() -> None:
+    seen: list[httpx.Request] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503)
+
+    sleeps: list[float] = []
+    client = make_client(down, sleeps, budget=RetryBudget(3))
+
+    async def two_requests() -> None:
+        for _ in range(2):
+            with pytest.raises(RetriableError):
+                await client.get_json(f"{BASE}/calls")
+
+    asyncio.run(two_requests())
+    # The first request spends the whole budget (3 retries, 4 attempts); the second is tried once.
+    assert len(seen) == 4 + 1
+    assert client.retries == 3 and client.retry_budget.refused == 1
+
+
+def test_a_closed_budget_retries_nothing() -> None:
+    answers = iter([httpx.Response(503), httpx.Response(200, json=[])])
+    budget = RetryBudget(None)
+    budget.close()
+    client = make_client(lambda request: next(answers), [], budget=budget)
+    with pytest.raises(RetriableError):
+        asyncio.run(client.get_json(f"{BASE}/calls"))
+
+
+def test_the_retry_budget_is_a_setting() -> None:
+    assert load_settings({}, {"ULTRAVOX_API_KEY": KEY}).retry_budget == 10_000
+    assert load_settings({}, {"ULTRAVOX_API_KEY": KEY, "ARCHIVER_RETRY_BUDGET": "0"}).retry_budget == 0
+    with pytest.raises(ConfigError, match="retry-budget"):
+        load_settings({"retry_budget": -1}, {"ULTRAVOX_API_KEY": KEY})
