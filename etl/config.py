@@ -24,6 +24,8 @@ from etl.secrets import Secret
 
 DEFAULT_API_BASE_URL = "https://api.ultravox.ai/api"
 DEFAULT_DEST = "./archive"
+# The longest wait one `Retry-After` may impose (see Settings.retry_after_max_s).
+DEFAULT_RETRY_AFTER_MAX_S = 60.0
 
 # Environment variable for each setting that has one. Flags win over these, these over the file.
 ENV_VARS: Mapping[str, str] = {
@@ -65,6 +67,10 @@ class Settings:
     # an API that is down, a large run stops hammering it and ends, reporting what failed; the next
     # run tries again. A run of 1,000 calls with every simulated fault on spends about 600.
     retry_budget: int = 10_000
+    # A server may ask for a day (86400) or send `inf`: obeyed as given, one header would stop the run
+    # while it keeps renewing its leases. Longer waits are cut to this; the request is then retried
+    # (with the rate limiter's and the backoff's pacing) and a 429 that keeps coming costs the request.
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
     # How long one run keeps polling recordings that answer 425 before reporting them pending.
     recording_wait_s: float = 120.0
     # A recording still not ready this long after the archive first found it pending is given up
@@ -125,7 +131,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("lease_ttl_s must be at least 1 second")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
-    waits = ("retry_initial_s", "retry_max_s", "recording_poll_initial_s", "recording_poll_max_s")
+    waits = ["retry_initial_s", "retry_max_s", "retry_after_max_s", "recording_poll_initial_s"]
+    waits.append("recording_poll_max_s")
     if any(getattr(settings, name) < 0 for name in waits):
         raise ConfigError(f"{', '.join(waits)} must not be negative")
     if settings.recording_wait_s < 0:

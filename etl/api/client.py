@@ -26,7 +26,6 @@ from tenacity.stop import stop_base
 
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import (
-    RETRY_AFTER_MAX_S,
     ByteSink,
     converted_errors,
     detail,
@@ -36,7 +35,7 @@ from etl.api.responses import (
     stream_into,
 )
 from etl.api.retry_budget import RetryBudget
-from etl.config import Settings
+from etl.config import DEFAULT_RETRY_AFTER_MAX_S, Settings
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.pagination import Paginator, origin_of
 from etl.secrets import Secret
@@ -91,6 +90,8 @@ class ClientOptions:
     max_attempts: int
     retry_initial_s: float
     retry_max_s: float
+    # Defaults to Settings' own default, so that options built by hand (tests) need not name it.
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
@@ -104,6 +105,7 @@ class ClientOptions:
             max_attempts=settings.max_attempts,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
+            retry_after_max_s=settings.retry_after_max_s,
         )
 
 
@@ -269,7 +271,7 @@ class ApiClient:
                     raise SignedUrlRejected(f"storage refused {shown}: HTTP {status}", status=status)
                 if status == 429 or status >= 500:
                     raise RetriableError(
-                        f"storage {shown}: HTTP {status}", retry_after_s=retry_after(response)
+                        f"storage {shown}: HTTP {status}", retry_after_s=self._retry_after(response)
                     )
                 if status != 200:
                     raise FatalError(f"storage {shown}: HTTP {status}", status=status)
@@ -286,17 +288,21 @@ class ApiClient:
             return
         where = f"GET {redact_url(response.url)}"
         if status == 429:
-            wait = retry_after(response)
+            wait = self._retry_after(response)
             self.throttled += 1
-            self.limiter.pause(wait if wait is not None else 1.0)
+            # Without a usable hint every worker still holds back a moment (never past the cap).
+            self.limiter.pause(wait if wait is not None else min(1.0, self._options.retry_after_max_s))
             raise RetriableError(f"{where}: HTTP 429 (rate limited)", retry_after_s=wait)
         if status >= 500:
-            raise RetriableError(f"{where}: HTTP {status}", retry_after_s=retry_after(response))
+            raise RetriableError(f"{where}: HTTP {status}", retry_after_s=self._retry_after(response))
         explained = detail(response)
         suffix = f": {self._key.redact(explained)}" if explained else ""
         if status in (401, 403):
             raise AuthError(f"{where}: HTTP {status}, the API key was rejected{suffix}", status=status)
         raise FatalError(f"{where}: HTTP {status}{suffix}", status=status)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        return retry_after(response, cap=self._options.retry_after_max_s)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], url: str, *, keep_query: bool = True) -> T:
         retrying = AsyncRetrying(
@@ -318,7 +324,7 @@ class ApiClient:
         error = state.outcome.exception() if state.outcome else None
         hinted = error.retry_after_s if isinstance(error, RetriableError) else None
         if hinted is not None and hinted >= 0:  # `>=` is false for nan too
-            return min(hinted, RETRY_AFTER_MAX_S)
+            return min(hinted, self._options.retry_after_max_s)
         initial = self._options.retry_initial_s
         # The exponent stops growing long before the cap matters (2**60 would still be a float).
         doublings = min(state.attempt_number - 1, 60)

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from etl.api.responses import RETRY_AFTER_MAX_S
+from etl.config import DEFAULT_RETRY_AFTER_MAX_S
 
 
 class RateLimiter:
@@ -26,8 +26,9 @@ class RateLimiter:
     # without it every scheduling delay is throughput lost for good; with it a one-second window
     # still never sees more than rate x (1 + CATCH_UP_S) requests.
     CATCH_UP_S = 0.05
-    # The longest a 429 may hold every request back (the same cap as a single Retry-After wait).
-    MAX_PAUSE_S = RETRY_AFTER_MAX_S
+    # The longest a 429 may hold every request back, whatever the caller asks (the default cap of a
+    # single Retry-After wait).
+    MAX_PAUSE_S = DEFAULT_RETRY_AFTER_MAX_S
 
     def __init__(
         self,

@@ -99,8 +99,12 @@ class RecordingFetcher:
                     continue
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
                     try:
+                        # Budget first, then a download slot, always in this order: a sink keeps
+                        # its reservation when it asks for a fresh URL (below), so one that took a
+                        # slot first and then waited for budget could wait for ever on sinks that
+                        # hold budget and wait for its slot (seen with expired URLs and cut bodies).
+                        await sink.reserve()
                         async with self._download_slots:
-                            await sink.reserve()
                             await self._client.download(answer.location, sink)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.

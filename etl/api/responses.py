@@ -19,10 +19,6 @@ import httpx
 
 from etl.errors import FatalError, RetriableError
 
-# The longest wait a `Retry-After` header may impose. A server may ask for a day (86400) or send
-# `inf`; obeyed as given, one header would stop the run while it keeps renewing its leases. Past this
-# the run goes on asking (rate-limited, with backoff), and a 429 that keeps coming costs the request.
-RETRY_AFTER_MAX_S = 60.0
 _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
@@ -106,9 +102,9 @@ def detail(response: httpx.Response) -> str | None:
     return str(found)[:300] if found is not None else None
 
 
-def retry_after(response: httpx.Response, *, now: datetime | None = None) -> float | None:
-    """The wait a response's `Retry-After` asks for, in seconds within 0..RETRY_AFTER_MAX_S; None when
-    there is none or it is unusable, so the caller falls back to its own backoff.
+def retry_after(response: httpx.Response, *, cap: float, now: datetime | None = None) -> float | None:
+    """The wait a response's `Retry-After` asks for, in seconds within 0..cap; None when there is none
+    or it is unusable, so the caller falls back to its own backoff.
 
     An HTTP-date is measured against the response's own `Date` header when it has a valid one (the
     server's clock, so a skew between the two clocks does not matter), else against `now`."""
@@ -116,23 +112,24 @@ def retry_after(response: httpx.Response, *, now: datetime | None = None) -> flo
     if value is None:
         return None
     reference = _http_date(response.headers.get("date", "")) or now or datetime.now(UTC)
-    return parse_retry_after(value, reference)
+    seconds = parse_retry_after(value, reference)
+    return None if seconds is None else min(seconds, cap)
 
 
 def parse_retry_after(value: str, now: datetime) -> float | None:
-    """`Retry-After` (RFC 9110 section 10.2.3): delta-seconds or an HTTP-date. Garbage, negative, `inf`,
-    `nan` and dates not in the future give None; anything longer than RETRY_AFTER_MAX_S is cut to it."""
+    """`Retry-After` (RFC 9110 section 10.2.3): delta-seconds or an HTTP-date, as seconds (inf for a
+    delta too long for a float). Garbage, negative, `inf`, `nan` and dates not in the future: None."""
     text = value.strip()
     if _DELTA_SECONDS.fullmatch(text):
         # A valid delta however long: so many digits that float() gives inf is just "very long".
-        return min(float(text), RETRY_AFTER_MAX_S)
+        return float(text)
     when = _http_date(text)
     if when is None:
         return None
     seconds = (when - now).total_seconds()
     if not seconds > 0:
         return None  # a date in the past says nothing about how long to wait now
-    return min(seconds, RETRY_AFTER_MAX_S)
+    return seconds
 
 
 def _http_date(text: str) -> datetime | None:

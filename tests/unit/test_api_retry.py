@@ -14,9 +14,9 @@ import pytest
 
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.ratelimit import RateLimiter
-from etl.api.responses import RETRY_AFTER_MAX_S, parse_retry_after, retry_after
+from etl.api.responses import parse_retry_after, retry_after
 from etl.api.retry_budget import RetryBudget
-from etl.config import load_settings
+from etl.config import DEFAULT_RETRY_AFTER_MAX_S, load_settings
 from etl.errors import ConfigError, RetriableError
 from etl.secrets import Secret
 
@@ -58,10 +58,10 @@ def make_client(
         ("7", 7.0),
         ("0", 0.0),
         (" 2.5 ", 2.5),
-        ("86400", RETRY_AFTER_MAX_S),  # a day: cut to the cap
-        ("9" * 400, RETRY_AFTER_MAX_S),  # so long that float() says inf: still just "long"
+        ("86400", 86400.0),  # cut to the cap by retry_after(), below
+        ("9" * 400, math.inf),  # so long that float() says inf: still just "long"
         ("Wed, 02 Dec 2026 12:00:30 GMT", 30.0),  # an HTTP-date 30 s ahead
-        ("Wed, 02 Dec 2099 12:00:30 GMT", RETRY_AFTER_MAX_S),
+        ("Wed, 02 Dec 2026 13:00:00 GMT", 3600.0),
         ("Wed, 02 Dec 2026 11:00:00 GMT", None),  # in the past: fall back to backoff
         ("inf", None),
         ("nan", None),
@@ -81,8 +81,11 @@ def test_an_http_date_is_measured_against_the_server_s_own_clock() -> None:
         429, headers={"Retry-After": "Wed, 02 Dec 2026 08:00:10 GMT", "Date": "Wed, 02 Dec 2026 08:00:00 GMT"}
     )
     # Our clock is 4 hours ahead of the server's: the date is still 10 s after the server's now.
-    assert retry_after(response, now=NOW) == 10.0
-    assert retry_after(httpx.Response(429), now=NOW) is None
+    assert retry_after(response, cap=60, now=NOW) == 10.0
+    assert retry_after(response, cap=4, now=NOW) == 4.0
+    assert retry_after(httpx.Response(429), cap=60, now=NOW) is None
+    for huge in ("86400", "9" * 400, "Wed, 02 Dec 2099 12:00:30 GMT"):
+        assert retry_after(httpx.Response(429, headers={"Retry-After": huge}), cap=60, now=NOW) == 60
 
 
 @pytest.mark.parametrize("header", ["86400", "inf", "nan", "-1", "garbage", "Wed, 02 Dec 2020 11:00:00 GMT"])
@@ -92,7 +95,7 @@ def test_no_retry_after_makes_a_wait_longer_than_the_cap_or_nan(header: str) -> 
     client = make_client(lambda request: next(answers), sleeps)
     assert asyncio.run(client.get_json(f"{BASE}/calls")) == []
     assert sleeps, "a 429 is waited for"
-    assert all(math.isfinite(s) and 0 <= s <= RETRY_AFTER_MAX_S for s in sleeps), sleeps
+    assert all(math.isfinite(s) and 0 <= s <= DEFAULT_RETRY_AFTER_MAX_S for s in sleeps), sleeps
 
 
 @pytest.mark.parametrize("seconds", [math.nan, math.inf, -3.0, 1e12])

@@ -1,0 +1,80 @@
+"""Transient faults are healed by the run that meets them: every kind at once, over real HTTP.
+
+The simulator injects 5xx, resets, answers cut off right after their headers (API pages and storage
+audio), audio cut mid-body, expired signed URLs, and 429s carrying every kind of Retry-After (a day,
+inf, nan, negative, garbage, a past and a future HTTP-date, none). One run must archive everything,
+without sleeping longer than the configured cap anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support.archive_truth import Expected, assert_matches_truth, read_archive
+from support.archiver_process import run, write_config
+from support.simulator_helpers import StartSimulator, api_client
+
+# Every kind of Retry-After a server (or a broken proxy) may send.
+EVERY_RETRY_AFTER = ("86400", "inf", "nan", "-5", "soon", "date-3600", "date+1", "none", "0", "1")
+
+
+def test_every_transient_fault_at_once_is_healed_in_one_run(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(
+        calls=120,
+        seed=13,
+        days=3,
+        error_rate_5xx=0.05,
+        reset_rate=0.03,
+        throttle_rate=0.04,
+        retry_after=EVERY_RETRY_AFTER,
+        cut_after_headers_rate=0.05,
+        storage_error_rate=0.05,
+        storage_reset_rate=0.03,
+        storage_cut_after_headers_rate=0.1,
+        expired_url_rate=0.2,
+    )
+    sim.configure(storage_truncate_rate=0.1)
+    # Retry-After obeyed up to 1 s here (60 s by default): a run that obeyed 86400, inf or nan, or
+    # slept on them at all, would not finish within the timeout.
+    config = write_config(tmp_path / "c.toml", retry_after_max_s=1)
+    dest = tmp_path / "archive"
+    started = time.monotonic()
+    finished = run(sim, str(dest), config, "backfill", "--since", sim.since, "--until", sim.until, timeout_s=90)
+    elapsed = time.monotonic() - started
+    truth, stats = sim.truth(), sim.stats()
+
+    assert finished.code == 0, finished.output
+    assert_matches_truth(read_archive(str(dest)), Expected(truth))
+    # Every kind of fault was met (and healed) in this one run.
+    assert stats["rate_limited"] > 0 and stats["resets"] > 0 and stats["injected_errors"] > 0
+    assert stats["cut_bodies"] > 0
+    assert any(int(status) >= 500 for status in stats["storage_responses"])
+    assert elapsed < 60
+
+
+def test_the_simulator_sends_every_kind_of_retry_after(start_simulator: StartSimulator) -> None:
+    sim = start_simulator(calls=3, seed=2)
+    sim.configure(throttle_rate=1.0, retry_after=["86400", "nan", "none", "date-3600", "date+30"])
+    with api_client(sim) as client:
+        answers = [client.get("/calls") for _ in range(40)]
+    assert {a.status_code for a in answers} == {429}
+    sent = {a.headers.get("retry-after", "none") for a in answers}
+    assert {"86400", "nan", "none"} <= sent
+    dates = sent - {"86400", "nan", "none"}
+    assert len(dates) == 2 and all(d.endswith(" GMT") for d in dates)
+    assert all("date" in a.headers for a in answers)
+    with pytest.raises(httpx.HTTPStatusError):
+        sim.configure(retry_after=["date+soon"])
+
+
+def test_the_simulator_cuts_answers_right_after_their_headers(start_simulator: StartSimulator) -> None:
+    sim = start_simulator(calls=3, seed=2)
+    sim.configure(cut_after_headers_rate=1.0)
+    with api_client(sim) as client, pytest.raises(httpx.RemoteProtocolError, match="received 0 bytes"):
+        client.get("/calls")
+    assert sim.stats()["cut_bodies"] == 1
