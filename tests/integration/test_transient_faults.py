@@ -44,7 +44,9 @@ def test_every_transient_fault_at_once_is_healed_in_one_run(
     config = write_config(tmp_path / "c.toml", retry_after_max_s=1)
     dest = tmp_path / "archive"
     started = time.monotonic()
-    finished = run(sim, str(dest), config, "backfill", "--since", sim.since, "--until", sim.until, timeout_s=90)
+    finished = run(
+        sim, str(dest), config, "backfill", "--since", sim.since, "--until", sim.until, timeout_s=90
+    )
     elapsed = time.monotonic() - started
     truth, stats = sim.truth(), sim.stats()
 
