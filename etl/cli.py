@@ -108,6 +108,13 @@ def settings_options(func: F) -> F:
             "call or day (the next run tries again). 0: never retry.",
         ),
         setting_option(
+            "--max-run-time",
+            setting="max_run_time_s",
+            type=float,
+            help="Seconds after which the run takes no new work, publishes what it finished and "
+            "exits 1 (partial); the next run continues. Default: no limit.",
+        ),
+        setting_option(
             "--config",
             setting="config_file",
             type=click.Path(dir_okay=False, path_type=Path),

@@ -41,6 +41,7 @@ ENV_VARS: Mapping[str, str] = {
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "retry_budget": "ARCHIVER_RETRY_BUDGET",
+    "max_run_time_s": "ARCHIVER_MAX_RUN_TIME_S",
     "since": "ARCHIVER_SINCE",
     "config_file": "ARCHIVER_CONFIG",
 }
@@ -94,6 +95,9 @@ class Settings:
     lease_ttl_s: float = 600.0
     # How long to wait for a partition another run holds; 0 = skip it and say so.
     lock_wait_s: float = 0.0
+    # `--max-run-time`: seconds after which the run takes no new work, publishes what it finished and
+    # exits "partial" (1); None: no deadline. A scheduled sync should end before the next one starts.
+    max_run_time_s: float | None = None
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
 
@@ -123,6 +127,8 @@ def validate(settings: Settings) -> None:
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.max_run_time_s is not None and settings.max_run_time_s <= 0:
+        raise ConfigError("--max-run-time must be a positive number of seconds")
     if settings.retry_budget < 0:
         raise ConfigError("--retry-budget must not be negative (0: never retry)")
     if settings.audio_memory_mib < 16:

@@ -55,8 +55,11 @@ class RecordingFetcher:
         buffers: AudioBuffers = DEFAULT_BUFFERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop_polling: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
+        # True once the run's deadline has passed: a recording not ready then is left pending.
+        self._stop_polling = stop_polling
         self._storage = storage
         self._policy = policy
         self._budget = budget
@@ -93,6 +96,10 @@ class RecordingFetcher:
                         return RecordingOutcome(
                             RecordingStatus.PENDING,
                             detail=f"not ready after polling for {self._policy.wait_s:g} s (HTTP 425)",
+                        )
+                    if self._stop_polling():
+                        return RecordingOutcome(
+                            RecordingStatus.PENDING, detail="not ready when the run reached its deadline"
                         )
                     await self._pause(poll_delay * (0.75 + random.random() * 0.5), slot)
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)

@@ -142,6 +142,15 @@ class Ledger:
         if self._progress is not None:
             self._progress(summary)
 
+    def unfinished(self, day: date, book: PartitionBook | None) -> None:
+        """The run's deadline came before `day` was finished (or, without a book, started): the day
+        stays open for the next run."""
+        self.summary.deadline_reached = True
+        self.summary.days_unfinished.append(day.isoformat())
+        if book is not None:
+            book.failed_kinds.append(ProblemKind.UNFINISHED)
+        log.warning("day left for the next run (deadline reached)", extra={"call_date": day.isoformat()})
+
     def partition_locked(self, day: date, holder: str) -> None:
         self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {holder})")
         log.warning("partition locked by another run", extra={"call_date": day.isoformat(), "by": holder})

@@ -8,6 +8,7 @@ without sleeping longer than the configured cap anywhere.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -80,3 +81,43 @@ def test_the_simulator_cuts_answers_right_after_their_headers(start_simulator: S
     with api_client(sim) as client, pytest.raises(httpx.RemoteProtocolError, match="received 0 bytes"):
         client.get("/calls")
     assert sim.stats()["cut_bodies"] == 1
+
+
+def test_max_run_time_stops_new_work_publishes_what_finished_and_the_next_run_completes(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    # 300 ms per API answer and two calls at a time: the account takes far longer than 2 s.
+    sim = start_simulator(calls=60, seed=17, days=3, latency_ms=300)
+    config = write_config(tmp_path / "c.toml", concurrency=2)
+    dest = tmp_path / "archive"
+    window = ("backfill", "--since", sim.since, "--until", sim.until)
+
+    started = time.monotonic()
+    first = run(sim, str(dest), config, *window, "--max-run-time", "2", timeout_s=60)
+    elapsed = time.monotonic() - started
+
+    assert first.code == 1, first.output  # the documented "partial" code
+    # Work in flight at the deadline finishes (a request, a transcript page); nothing new starts.
+    assert elapsed < 2 + 8, first.output
+    (record_file,) = (dest / "_runs").iterdir()
+    record = json.loads(record_file.read_text())
+    assert record["deadline_reached"] is True and record["complete"] is False
+    assert record["days_unfinished"] and record["finished_at"]
+    assert "deadline" in first.output
+    # What it published is exact, once each, and the days it did not finish are open.
+    truth = {t["call_id"]: t for t in sim.truth()}
+    archive = read_archive(str(dest))
+    ids = [row["call_id"] for row in archive.calls]
+    assert 0 < len(set(ids)) == len(ids) < len([t for t in truth.values() if not t["underway"]])
+    assert all(json.loads(row["raw_json"]) == truth[row["call_id"]]["call"] for row in archive.calls)
+    open_days = {p.name.split("=")[1] for p in (dest / "_state" / "open").iterdir()}
+    for day in record["days_unfinished"]:
+        if (dest / "calls" / f"call_date={day}").exists():
+            assert day in open_days
+
+    # Leases are 10 minutes here and the next run does not wait for locks: exit 0 (not 4) also
+    # proves the first run released its leases.
+    sim.configure(latency_ms=0)
+    second = run(sim, str(dest), config, *window, "--concurrency", "16", timeout_s=120)
+    assert second.code == 0, second.output
+    assert_matches_truth(read_archive(str(dest)), Expected(sim.truth()))
