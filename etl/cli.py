@@ -4,7 +4,8 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   0  everything in the window was archived, or is legitimately pending (calls underway, recordings
      not yet ready)
   1  the run finished, but some calls, records or recordings could not be archived (see the summary
-     and `_quarantine/` in the destination); re-run the same window to retry them
+     and `_quarantine/` in the destination); re-run the same window to retry them. Also when the
+     run reached --max-run-time: it published what it finished, and the next run continues
   2  usage or configuration error (bad flag, missing API key, unreadable config file)
   3  fatal: the run stopped (API key rejected, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping

@@ -66,7 +66,7 @@ class Settings:
     retry_max_s: float = 30.0
     # Retries all requests of one run may spend together (max_attempts bounds one request): against
     # an API that is down, a large run stops hammering it and ends, reporting what failed; the next
-    # run tries again. A run of 1,000 calls with every simulated fault on spends about 600.
+    # run tries again. A 120-call run with every simulated fault on spends about 70.
     retry_budget: int = 10_000
     # A server may ask for a day (86400) or send `inf`: obeyed as given, one header would stop the run
     # while it keeps renewing its leases. Longer waits are cut to this; the request is then retried
