@@ -60,6 +60,7 @@ def make_fetcher(
     recording_policy: RecordingPolicy,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     buffers: AudioBuffers = DEFAULT_BUFFERS,
+    download_slots: int = 2,
 ) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
     async def no_sleep(seconds: float) -> None:
         return None
@@ -83,7 +84,7 @@ def make_fetcher(
         recording_policy,
         budget=ByteBudget(16 * 1024 * 1024),
         buffers=buffers,
-        download_slots=asyncio.Semaphore(2),
+        download_slots=asyncio.Semaphore(download_slots),
         clock=clock,
         sleep=sleep or clock.sleep,
     )
@@ -277,3 +278,48 @@ def test_the_callers_slot_is_free_while_waiting_between_polls_and_held_again_aft
     assert asyncio.run(scenario()) is True  # the caller holds its slot again when fetch returns
     assert len(others_ran) == 2  # once per wait between polls
     assert local.get_bytes(recording_key(CALL_DATE, CALL_ID)) == AUDIO
+
+
+def test_a_refreshed_url_holding_budget_never_deadlocks_with_a_download_waiting_for_budget(
+    tmp_path: Path,
+) -> None:
+    """Budget for one recording, one download slot. A's first URL has expired: it keeps its budget
+    while it asks for a fresh URL, and B, given the slot meanwhile, must not sit on it waiting for
+    budget that A holds (A then waits for the slot for ever)."""
+    other = "1c1f2e7d-6c9f-4b90-8a1f-7a2a4d2e3b02"
+    issued: list[str] = []
+    both_redirected = asyncio.Event()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        call_id = request.url.path.split("/")[-2]
+        issued.append(f"https://storage.test/rec/{call_id}.wav?sig={len(issued) + 1}")
+        if len(issued) == 2:
+            both_redirected.set()
+        return httpx.Response(302, headers={"Location": issued[-1]})
+
+    async def storage(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == issued[0]:
+            # Refused only once B has its URL and waits for the download slot A holds.
+            await both_redirected.wait()
+            for _ in range(20):
+                await asyncio.sleep(0)
+            return httpx.Response(403, text="<Error><Code>AccessDenied</Code>Request has expired</Error>")
+        return httpx.Response(200, content=AUDIO)
+
+    fetcher, _client, local = make_fetcher(
+        httpx.MockTransport(api),
+        httpx.MockTransport(storage),
+        tmp_path,
+        Clock(),
+        policy(),
+        download_slots=1,
+    )
+    assert fetcher._budget.total == DEFAULT_BUFFERS.allowance  # room for exactly one recording
+
+    async def both() -> list[RecordingStatus]:
+        fetches = [fetcher.fetch(call_id, CALL_DATE) for call_id in (CALL_ID, other)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*fetches), timeout=5)
+        return [outcome.status for outcome in outcomes]
+
+    assert asyncio.run(both()) == [RecordingStatus.ARCHIVED, RecordingStatus.ARCHIVED]
+    assert all(local.head(recording_key(CALL_DATE, call_id)) for call_id in (CALL_ID, other))
