@@ -61,6 +61,7 @@ def make_fetcher(
     sleep: Callable[[float], Awaitable[None]] | None = None,
     buffers: AudioBuffers = DEFAULT_BUFFERS,
     download_slots: int = 2,
+    stop_polling: Callable[[], bool] = lambda: False,
 ) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
     async def no_sleep(seconds: float) -> None:
         return None
@@ -87,6 +88,7 @@ def make_fetcher(
         download_slots=asyncio.Semaphore(download_slots),
         clock=clock,
         sleep=sleep or clock.sleep,
+        stop_polling=stop_polling,
     )
     return fetcher, client, local
 
@@ -247,6 +249,18 @@ def test_polling_stops_at_once_when_wait_s_is_zero(tmp_path: Path) -> None:
 
 
 # --- giving up the slot while waiting ---------------------------------------------------------------
+
+
+def test_polling_stops_at_once_when_the_run_s_deadline_has_passed(tmp_path: Path) -> None:
+    api = httpx.MockTransport(lambda request: httpx.Response(425))
+    clock = Clock()
+    fetcher, _client, _local = make_fetcher(
+        api, api, tmp_path, clock, policy(wait_s=3600), stop_polling=lambda: True
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+    assert outcome.status is RecordingStatus.PENDING
+    assert outcome.detail is not None and "deadline" in outcome.detail
+    assert clock.sleeps == []
 
 
 def test_the_callers_slot_is_free_while_waiting_between_polls_and_held_again_after(tmp_path: Path) -> None:
