@@ -213,7 +213,7 @@ class Run:
         if math.isinf(remaining):
             return
         await asyncio.sleep(remaining)
-        log.warning("deadline reached: no new work, no more retries", extra={"run_id": self.summary.run_id})
+        self._ledger.deadline_reached()
         self._client.retry_budget.close()
 
     def _write_run_records(self) -> None:
@@ -260,7 +260,7 @@ class Run:
             await asyncio.to_thread(partition.load_archived, self._storage)
             if not await self._list_and_archive(index, pages, partition, book):
                 return
-            if self._deadline.passed() and not partition.fresh_call_ids:
+            if ProblemKind.UNFINISHED in book.failed_kinds and not partition.fresh_call_ids:
                 return  # cut by the deadline before archiving anything: the day stays open as it was
             # Tombstones only annotate kept calls: after the deadline they wait for the next run.
             wanted = partition.kept_call_ids() and not self._deadline.passed()

@@ -142,10 +142,18 @@ class Ledger:
         if self._progress is not None:
             self._progress(summary)
 
+    def deadline_reached(self) -> None:
+        """The run was still working when its deadline passed: what is left undone is the deadline's."""
+        if not self.summary.deadline_reached:
+            log.warning(
+                "deadline reached: no new work, no more retries", extra={"run_id": self.summary.run_id}
+            )
+        self.summary.deadline_reached = True
+
     def unfinished(self, day: date, book: PartitionBook | None) -> None:
         """The run's deadline came before `day` was finished (or, without a book, started): the day
         stays open for the next run."""
-        self.summary.deadline_reached = True
+        self.deadline_reached()
         self.summary.days_unfinished.append(day.isoformat())
         if book is not None:
             book.failed_kinds.append(ProblemKind.UNFINISHED)
