@@ -121,3 +121,27 @@ def test_max_run_time_stops_new_work_publishes_what_finished_and_the_next_run_co
     second = run(sim, str(dest), config, *window, "--concurrency", "16", timeout_s=120)
     assert second.code == 0, second.output
     assert_matches_truth(read_archive(str(dest)), Expected(sim.truth()))
+
+
+def test_a_spent_retry_budget_costs_calls_never_the_run_and_the_next_run_heals_them(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(calls=40, seed=23, days=2, error_rate_5xx=0.15)
+    config = write_config(tmp_path / "c.toml")
+    dest = tmp_path / "archive"
+    window = ("backfill", "--since", sim.since, "--until", sim.until)
+
+    first = run(sim, str(dest), config, *window, "--retry-budget", "0", timeout_s=60)
+    assert first.code == 1, first.output
+    (record_file,) = (dest / "_runs").iterdir()
+    record = json.loads(record_file.read_text())
+    assert record["retries"] == 0 and record["retries_refused"] > 0 and record["problems"]
+    truth = {t["call_id"]: t for t in sim.truth()}
+    archived = read_archive(str(dest)).calls
+    failed = {p["call_id"] for p in record["problems"] if p["kind"] == "call_failed"}
+    assert failed and not failed & {row["call_id"] for row in archived}
+    assert all(json.loads(row["raw_json"]) == truth[row["call_id"]]["call"] for row in archived)
+
+    second = run(sim, str(dest), config, *window, timeout_s=60)
+    assert second.code == 0, second.output
+    assert_matches_truth(read_archive(str(dest)), Expected(sim.truth()))
