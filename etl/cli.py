@@ -4,7 +4,8 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   0  everything in the window was archived, or is legitimately pending (calls underway, recordings
      not yet ready)
   1  the run finished, but some calls, records or recordings could not be archived (see the summary
-     and `_quarantine/` in the destination); re-run the same window to retry them
+     and `_quarantine/` in the destination); re-run the same window to retry them. Also when the
+     run reached --max-run-time: it published what it finished, and the next run continues
   2  usage or configuration error (bad flag, missing API key, unreadable config file)
   3  fatal: the run stopped (API key rejected, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping
@@ -99,6 +100,20 @@ def settings_options(func: F) -> F:
             type=float,
             help="Days after a recording was first found pending to stop keeping its day open for it; "
             "it is then archived as unavailable.",
+        ),
+        setting_option(
+            "--retry-budget",
+            setting="retry_budget",
+            type=int,
+            help="Retries all requests of the run may spend together; once spent, a failure costs its "
+            "call or day (the next run tries again). 0: never retry.",
+        ),
+        setting_option(
+            "--max-run-time",
+            setting="max_run_time_s",
+            type=float,
+            help="Seconds after which the run takes no new work, publishes what it finished and "
+            "exits 1 (partial); the next run continues. Default: no limit.",
         ),
         setting_option(
             "--config",

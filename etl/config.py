@@ -9,6 +9,7 @@ chain itself, and we deliberately offer no flags of our own for it.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -23,6 +24,8 @@ from etl.secrets import Secret
 
 DEFAULT_API_BASE_URL = "https://api.ultravox.ai/api"
 DEFAULT_DEST = "./archive"
+# The longest wait one `Retry-After` may impose (see Settings.retry_after_max_s).
+DEFAULT_RETRY_AFTER_MAX_S = 60.0
 
 # Environment variable for each setting that has one. Flags win over these, these over the file.
 ENV_VARS: Mapping[str, str] = {
@@ -38,6 +41,8 @@ ENV_VARS: Mapping[str, str] = {
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "worker_id": "ARCHIVER_WORKER_ID",
+    "retry_budget": "ARCHIVER_RETRY_BUDGET",
+    "max_run_time_s": "ARCHIVER_MAX_RUN_TIME_S",
     "since": "ARCHIVER_SINCE",
     "config_file": "ARCHIVER_CONFIG",
 }
@@ -60,6 +65,14 @@ class Settings:
     max_attempts: int = 8
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    # Retries all requests of one run may spend together (max_attempts bounds one request): against
+    # an API that is down, a large run stops hammering it and ends, reporting what failed; the next
+    # run tries again. A 120-call run with every simulated fault on spends about 70.
+    retry_budget: int = 10_000
+    # A server may ask for a day (86400) or send `inf`: obeyed as given, one header would stop the run
+    # while it keeps renewing its leases. Longer waits are cut to this; the request is then retried
+    # (with the rate limiter's and the backoff's pacing) and a 429 that keeps coming costs the request.
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
     # How long one run keeps polling recordings that answer 425 before reporting them pending.
     recording_wait_s: float = 120.0
     # A recording still not ready this long after the archive first found it pending is given up
@@ -89,6 +102,9 @@ class Settings:
     # Who runs: at most one live run per worker id (a cron line under flock, a one-pod Job). A run
     # takes over its own worker's leases at once, so a retry after a kill need not wait for them.
     worker_id: str | None = None
+    # `--max-run-time`: seconds after which the run takes no new work, publishes what it finished and
+    # exits "partial" (1); None: no deadline. A scheduled sync should end before the next one starts.
+    max_run_time_s: float | None = None
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
 
@@ -97,6 +113,12 @@ class Settings:
 
 
 def validate(settings: Settings) -> None:
+    for setting in fields(settings):
+        value = getattr(settings, setting.name)
+        # float("nan") and float("inf") parse from a flag, the environment or TOML; every number
+        # here ends up in a sleep, a deadline or a comparison, where neither means anything.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{setting.name} must be a finite number, got {value}")
     key = settings.api_key.reveal()
     if not key:
         raise ConfigError("no API key: set ULTRAVOX_API_KEY or pass --api-key-file")
@@ -112,6 +134,10 @@ def validate(settings: Settings) -> None:
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.max_run_time_s is not None and settings.max_run_time_s <= 0:
+        raise ConfigError("--max-run-time must be a positive number of seconds")
+    if settings.retry_budget < 0:
+        raise ConfigError("--retry-budget must not be negative (0: never retry)")
     if settings.audio_memory_mib < 16:
         raise ConfigError("audio_memory_mib must be at least 16")
     if settings.lease_ttl_s < 1:
@@ -124,6 +150,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--worker-id must be 1-200 printable characters, without surrounding spaces")
     if settings.refresh_days < 0 or settings.lock_wait_s < 0:
         raise ConfigError("refresh_days and lock_wait_s must not be negative")
+    waits = ["retry_initial_s", "retry_max_s", "retry_after_max_s", "recording_poll_initial_s"]
+    waits.append("recording_poll_max_s")
+    if any(getattr(settings, name) < 0 for name in waits):
+        raise ConfigError(f"{', '.join(waits)} must not be negative")
     if settings.recording_wait_s < 0:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:

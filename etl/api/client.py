@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import (
@@ -35,9 +36,10 @@ from etl.api.responses import (
     retry_after,
     stream_into,
 )
+from etl.api.retry_budget import RetryBudget
 from etl.api.storage_transport import direct_storage_transport
 from etl.api.threads import in_thread
-from etl.config import Settings
+from etl.config import DEFAULT_RETRY_AFTER_MAX_S, Settings
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.pagination import Paginator, origin_of
 from etl.secrets import Secret
@@ -50,7 +52,6 @@ _NOT_ENABLED_STATUSES = frozenset({400, 404, 409, 412, 422})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 USER_AGENT = "ultravox-archiver/0.1"
-RETRY_AFTER_CAP_S = 120.0
 # More connections than requests in flight (about rate x latency: 190/s x 50 ms is 10) buy nothing.
 _MAX_API_CONNECTIONS = 32
 # Pools of two connections, taken in turn, instead of one pool of 32: on every request it queues and
@@ -93,6 +94,8 @@ class ClientOptions:
     max_attempts: int
     retry_initial_s: float
     retry_max_s: float
+    # Defaults to Settings' own default, so that options built by hand (tests) need not name it.
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
@@ -106,6 +109,7 @@ class ClientOptions:
             max_attempts=settings.max_attempts,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
+            retry_after_max_s=settings.retry_after_max_s,
         )
 
 
@@ -117,6 +121,7 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         storage_transport: httpx.BaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        retry_budget: RetryBudget | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._options = options
@@ -127,6 +132,8 @@ class ApiClient:
         self.limiter = limiter or RateLimiter(options.max_rps, sleep=sleep)
         self.retries = 0
         self.throttled = 0
+        # Shared by every request of the run; without one, only max_attempts bounds retrying.
+        self.retry_budget = retry_budget or RetryBudget(None)
         timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
         # One TLS context for every pool: loading the CA bundle costs ~20 ms each time.
         tls = httpx.create_ssl_context()
@@ -291,7 +298,9 @@ class ApiClient:
             if status in (400, 401, 403):
                 raise SignedUrlRejected(f"storage refused {shown}: HTTP {status}", status=status)
             if status == 429 or status >= 500:
-                raise RetriableError(f"storage {shown}: HTTP {status}", retry_after_s=retry_after(response))
+                raise RetriableError(
+                    f"storage {shown}: HTTP {status}", retry_after_s=self._retry_after(response)
+                )
             if status != 200:
                 raise FatalError(f"storage {shown}: HTTP {status}", status=status)
             return copy_body(response, sink, url)
@@ -305,22 +314,27 @@ class ApiClient:
             return
         where = f"GET {redact_url(response.url)}"
         if status == 429:
-            wait = retry_after(response)
+            wait = self._retry_after(response)
             self.throttled += 1
-            self.limiter.pause(wait if wait is not None else 1.0)
+            # Without a usable hint every worker still holds back a moment (never past the cap).
+            self.limiter.pause(wait if wait is not None else min(1.0, self._options.retry_after_max_s))
             raise RetriableError(f"{where}: HTTP 429 (rate limited)", retry_after_s=wait)
         if status >= 500:
-            raise RetriableError(f"{where}: HTTP {status}", retry_after_s=retry_after(response))
+            raise RetriableError(f"{where}: HTTP {status}", retry_after_s=self._retry_after(response))
         explained = detail(response)
         suffix = f": {self._key.redact(explained)}" if explained else ""
         if status in (401, 403):
             raise AuthError(f"{where}: HTTP {status}, the API key was rejected{suffix}", status=status)
         raise FatalError(f"{where}: HTTP {status}{suffix}", status=status)
 
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        return retry_after(response, cap=self._options.retry_after_max_s)
+
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], url: str, *, keep_query: bool = True) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetriableError),
-            stop=stop_after_attempt(self._options.max_attempts),
+            # Attempts first: a request that has used its own attempts spends nothing of the run's.
+            stop=stop_after_attempt(self._options.max_attempts) | _BudgetSpent(self.retry_budget),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
@@ -335,10 +349,12 @@ class ApiClient:
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         hinted = error.retry_after_s if isinstance(error, RetriableError) else None
-        if hinted is not None:
-            return min(max(hinted, 0.0), RETRY_AFTER_CAP_S)
+        if hinted is not None and hinted >= 0:  # `>=` is false for nan too
+            return min(hinted, self._options.retry_after_max_s)
         initial = self._options.retry_initial_s
-        exponential = min(initial * 2 ** (state.attempt_number - 1), self._options.retry_max_s)
+        # The exponent stops growing long before the cap matters (2**60 would still be a float).
+        doublings = min(state.attempt_number - 1, 60)
+        exponential = min(initial * 2**doublings, self._options.retry_max_s)
         # Full jitter keeps many concurrent tasks from retrying in lockstep.
         return float(exponential * (0.5 + _jitter()))
 
@@ -353,6 +369,16 @@ class ApiClient:
                 "wait_s": round(state.upcoming_sleep, 3),
             },
         )
+
+
+class _BudgetSpent(stop_base):
+    """Stops retrying when the run's retry budget refuses one more retry (it spends one otherwise)."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self._budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not self._budget.take()
 
 
 def _pool(size: int) -> httpx.Limits:

@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from etl.config import DEFAULT_RETRY_AFTER_MAX_S
+
 
 class RateLimiter:
     """Spaces requests at most `rate` per second across all tasks; a 429 pauses everyone and lowers
@@ -24,6 +26,9 @@ class RateLimiter:
     # without it every scheduling delay is throughput lost for good; with it a one-second window
     # still never sees more than rate x (1 + CATCH_UP_S) requests.
     CATCH_UP_S = 0.05
+    # The longest a 429 may hold every request back, whatever the caller asks (the default cap of a
+    # single Retry-After wait).
+    MAX_PAUSE_S = DEFAULT_RETRY_AFTER_MAX_S
 
     def __init__(
         self,
@@ -55,7 +60,11 @@ class RateLimiter:
             await self._sleep(slot - now)
 
     def pause(self, seconds: float) -> None:
-        """The server said slow down: nobody sends before `seconds` from now, and the rate drops."""
+        """The server said slow down: nobody sends before `seconds` (at most MAX_PAUSE_S) from now, and
+        the rate drops."""
+        # `not >=` is also true for nan, which would otherwise poison every slot after it (and
+        # asyncio.sleep(nan) never returns); inf is cut to the cap like any long wait.
+        seconds = min(seconds, self.MAX_PAUSE_S) if seconds >= 0 else 0.0
         now = self._clock()
         self._paused_until = max(self._paused_until, now + seconds)
         if now - self._last_cut >= 1.0:

@@ -56,8 +56,11 @@ class RecordingFetcher:
         download_slots: asyncio.Semaphore,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop_polling: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
+        # True once the run's deadline has passed: a recording not ready then is left pending.
+        self._stop_polling = stop_polling
         self._storage = storage
         self._policy = policy
         self._buffers = buffers
@@ -96,14 +99,19 @@ class RecordingFetcher:
                             RecordingStatus.PENDING,
                             detail=f"not ready after polling for {self._policy.wait_s:g} s (HTTP 425)",
                         )
+                    if self._stop_polling():
+                        return RecordingOutcome(
+                            RecordingStatus.PENDING, detail="not ready when the run reached its deadline"
+                        )
                     await self._pause(poll_delay * (0.75 + random.random() * 0.5), slot)
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
                     continue
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
-                    # The buffer before the slot, always in that order: a fetch that keeps its
-                    # buffer across a refreshed URL must never wait for a slot held by a fetch
-                    # that waits for a buffer (a deadlock). Borrowed before the request, too:
-                    # bytes arriving before there is room for them would only pile up.
+                    # The buffer before the slot, always in that order: a fetch keeps its buffer
+                    # when it asks for a fresh URL (below), so one that took a slot first and then
+                    # waited for a buffer could wait for ever on fetches that hold buffers and wait
+                    # for its slot (seen with expired URLs and cut bodies). Borrowed before the
+                    # request, too: bytes arriving before there is room for them would only pile up.
                     await self._lend_buffer(sink)
                     try:
                         async with self._download_slots:

@@ -7,8 +7,11 @@ check, parsing JSON, the API's `detail`, `Retry-After`, and URLs fit for message
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +19,8 @@ import httpx
 
 from etl.api.threads import in_thread
 from etl.errors import FatalError, RetriableError
+
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class BlockingSink(Protocol):
@@ -141,12 +146,40 @@ def detail(response: httpx.Response) -> str | None:
     return str(found)[:300] if found is not None else None
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response, *, cap: float, now: datetime | None = None) -> float | None:
+    """The wait a response's `Retry-After` asks for, in seconds within 0..cap; None when there is none
+    or it is unusable, so the caller falls back to its own backoff.
+
+    An HTTP-date is measured against the response's own `Date` header when it has a valid one (the
+    server's clock, so a skew between the two clocks does not matter), else against `now`."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
+    reference = _http_date(response.headers.get("date", "")) or now or datetime.now(UTC)
+    seconds = parse_retry_after(value, reference)
+    return None if seconds is None else min(seconds, cap)
+
+
+def parse_retry_after(value: str, now: datetime) -> float | None:
+    """`Retry-After` (RFC 9110 section 10.2.3): delta-seconds or an HTTP-date, as seconds (inf for a
+    delta too long for a float). Garbage, negative, `inf`, `nan` and dates not in the future: None."""
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        # A valid delta however long: so many digits that float() gives inf is just "very long".
+        return float(text)
+    when = _http_date(text)
+    if when is None:
+        return None
+    seconds = (when - now).total_seconds()
+    if not seconds > 0:
+        return None  # a date in the past says nothing about how long to wait now
+    return seconds
+
+
+def _http_date(text: str) -> datetime | None:
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        # An HTTP-date: rarely used by APIs; treat it as "a moment".
-        return 1.0
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    # HTTP-dates are always GMT; a date without a zone is read as one.
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ class CallArchiver:
         run_time: datetime,
         message_page_size: int,
         recording_give_up: timedelta,
+        stop_new_work: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -57,6 +58,8 @@ class CallArchiver:
         self._run_time = run_time
         self._message_page_size = message_page_size
         self._recording_give_up = recording_give_up
+        # True once the run's deadline has passed: no recording is asked for after it.
+        self._stop_new_work = stop_new_work
 
     def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
@@ -153,6 +156,11 @@ class CallArchiver:
                 # Archived before with this size and checksum: the audio never changes once ready.
                 self._ledger.recording_reused()
                 return archived.recording
+        if self._stop_new_work():
+            # Pending keeps the day open: the next run asks for it.
+            return RecordingOutcome(
+                RecordingStatus.PENDING, detail="not asked for: the run reached its deadline"
+            )
         outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)

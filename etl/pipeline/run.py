@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import tempfile
 import time
@@ -38,10 +39,12 @@ from etl.api.budget import recording_buffers
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
+from etl.api.retry_budget import RetryBudget
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, LeaseLost, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
+from etl.pipeline.deadline import Deadline
 from etl.pipeline.partition import Partition
 from etl.pipeline.readahead import ReadAhead
 from etl.pipeline.turns import Turns
@@ -112,7 +115,8 @@ async def archive(
     progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Open the API client for `settings` and a spool directory, run `command`, close both."""
-    async with ApiClient(ClientOptions.from_settings(settings)) as client:
+    budget = RetryBudget(settings.retry_budget)
+    async with ApiClient(ClientOptions.from_settings(settings), retry_budget=budget) as client:
         with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=settings.spool_dir) as spool:
             run = Run(settings, client=client, storage=storage, spool_dir=Path(spool), progress=progress)
             return await run.execute(command)
@@ -156,6 +160,7 @@ class Run:
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
+        self._deadline = Deadline(settings.max_run_time_s, clock=clock)
         fetcher = RecordingFetcher(
             client,
             storage,
@@ -163,6 +168,7 @@ class Run:
             buffers=recording_buffers(settings.audio_memory_mib * 1024 * 1024),
             download_slots=asyncio.Semaphore(settings.download_concurrency),
             clock=clock,
+            stop_polling=self._deadline.passed,
         )
         self._calls = CallArchiver(
             client=client,
@@ -172,6 +178,7 @@ class Run:
             run_time=started,
             message_page_size=settings.message_page_size,
             recording_give_up=timedelta(days=settings.recording_give_up_days),
+            stop_new_work=self._deadline.passed,
         )
 
     async def execute(self, command: Command) -> RunSummary:
@@ -186,9 +193,13 @@ class Run:
                 "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
             )
             self._listing_turns = Turns(len(days))
-            async with asyncio.TaskGroup() as group:
-                for index, day in enumerate(days):
-                    group.create_task(self._archive_day(index, day))
+            stop_retrying = asyncio.create_task(self._stop_retrying_at_deadline())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for index, day in enumerate(days):
+                        group.create_task(self._archive_day(index, day))
+            finally:
+                stop_retrying.cancel()
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
             summary.fatal_error = str(_first_leaf(group))
@@ -196,9 +207,18 @@ class Run:
         summary.api_requests = self._client.api_requests
         summary.rate_limited = self._client.throttled
         summary.retries = self._client.retries
+        summary.retries_refused = self._client.retry_budget.refused
         summary.finished_at = self._now().isoformat()
         await asyncio.to_thread(self._write_run_records)
         return summary
+
+    async def _stop_retrying_at_deadline(self) -> None:
+        remaining = self._deadline.remaining()
+        if math.isinf(remaining):
+            return
+        await asyncio.sleep(remaining)
+        self._ledger.deadline_reached()
+        self._client.retry_budget.close()
 
     def _write_run_records(self) -> None:
         try:
@@ -213,7 +233,12 @@ class Run:
         """Archive `day`, the `index`th of the run's days (its turn to list)."""
         try:
             async with self._days_open:
-                lease = await acquire_within(self._leases, lease_name(day), self._settings.lock_wait_s)
+                if self._deadline.passed():
+                    self._ledger.unfinished(day, None)
+                    return
+                # A locked day is waited for only until the deadline.
+                lock_wait = min(self._settings.lock_wait_s, self._deadline.remaining())
+                lease = await acquire_within(self._leases, lease_name(day), lock_wait)
                 if isinstance(lease, Locked):
                     self._ledger.partition_locked(day, lease.describe())
                     return
@@ -239,7 +264,11 @@ class Run:
             await asyncio.to_thread(partition.load_archived, self._storage)
             if not await self._list_and_archive(index, pages, partition, book):
                 return
-            tombstones = await self._tombstones(day) if partition.kept_call_ids() else {}
+            if ProblemKind.UNFINISHED in book.failed_kinds and not partition.fresh_call_ids:
+                return  # cut by the deadline before archiving anything: the day stays open as it was
+            # Tombstones only annotate kept calls: after the deadline they wait for the next run.
+            wanted = partition.kept_call_ids() and not self._deadline.passed()
+            tombstones = await self._tombstones(day) if wanted else {}
             try:
                 published = await asyncio.to_thread(
                     partition.publish, self._storage, tombstones, lease.confirm
@@ -300,16 +329,29 @@ class Run:
         try:
             async for page in pages:
                 for raw in page:
+                    if self._left_at_deadline(book):
+                        return
                     call = self._calls.admit(raw, book)
                     if call is None:
                         continue
                     await slots.acquire()
+                    if self._left_at_deadline(book):  # it passed while the slot was awaited
+                        slots.release()
+                        return
                     task = calls.create_task(self._calls.archive(call, partition, book, slot=slots))
                     task.add_done_callback(lambda _: slots.release())
         finally:
             # The turn ends once every call is listed, not when they are done: the day's task
             # group still waits for its calls while the next day lists.
             self._listing_turns.end(index)
+
+    def _left_at_deadline(self, book: PartitionBook) -> bool:
+        """True once the deadline has passed: the rest of the day is left open for the next run (what
+        is in flight finishes)."""
+        if not self._deadline.passed():
+            return False
+        self._ledger.unfinished(book.day, book)
+        return True
 
     async def _tombstones(self, day: date) -> dict[str, datetime]:
         """Which calls the source deleted that day, and when."""

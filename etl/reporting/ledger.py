@@ -142,6 +142,23 @@ class Ledger:
         if self._progress is not None:
             self._progress(summary)
 
+    def deadline_reached(self) -> None:
+        """The run was still working when its deadline passed: what is left undone is the deadline's."""
+        if not self.summary.deadline_reached:
+            log.warning(
+                "deadline reached: no new work, no more retries", extra={"run_id": self.summary.run_id}
+            )
+        self.summary.deadline_reached = True
+
+    def unfinished(self, day: date, book: PartitionBook | None) -> None:
+        """The run's deadline came before `day` was finished (or, without a book, started): the day
+        stays open for the next run."""
+        self.deadline_reached()
+        self.summary.days_unfinished.append(day.isoformat())
+        if book is not None:
+            book.failed_kinds.append(ProblemKind.UNFINISHED)
+        log.warning("day left for the next run (deadline reached)", extra={"call_date": day.isoformat()})
+
     def partition_locked(self, day: date, holder: str) -> None:
         self.summary.partitions_locked.append(f"{day.isoformat()} (locked by {holder})")
         log.warning("partition locked by another run", extra={"call_date": day.isoformat(), "by": holder})

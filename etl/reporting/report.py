@@ -44,6 +44,15 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         f"  api requests        {summary.api_requests} ({summary.rate_limited} rate-limited, "
         f"{summary.retries} retries)",
     ]
+    if summary.deadline_reached:
+        days = ", ".join(summary.days_unfinished) or "none"
+        lines.append(
+            f"  deadline            reached (--max-run-time); days left open for the next run: {days}"
+        )
+    if summary.retries_refused:
+        lines.append(
+            f"  not retried         {summary.retries_refused} failures (retry budget spent or deadline)"
+        )
     for locked in summary.partitions_locked:
         lines.append(f"  skipped {locked}")
     if summary.fatal_error:

@@ -49,7 +49,12 @@ class RunSummary:
     api_requests: int = 0
     rate_limited: int = 0
     retries: int = 0
+    # Retriable failures not retried because the run's retry budget was spent (or its deadline passed).
+    retries_refused: int = 0
     fatal_error: str | None = None
+    # The run reached --max-run-time and took no new work after it; these days are not finished.
+    deadline_reached: bool = False
+    days_unfinished: list[str] = field(default_factory=list)
     partitions_locked: list[str] = field(default_factory=list)
     underway_call_ids: list[str] = field(default_factory=list)
     pending_recording_call_ids: list[str] = field(default_factory=list)
@@ -66,6 +71,7 @@ class RunSummary:
         """Everything this run could reach was archived; it only skipped partitions held by another run."""
         return (
             self.fatal_error is None
+            and not self.deadline_reached
             and self.calls_failed == 0
             and self.records_quarantined == 0
             and self.recordings_failed == 0

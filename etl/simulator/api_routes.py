@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -92,6 +93,9 @@ class ApiOrigin(Origin):
         if not self.bucket.allow():
             self.stats.rate_limited += 1
             return responses.detail(429, "Request was throttled.", [("Retry-After", "1")])
+        throttled = self._injected_throttle()
+        if throttled is not None:
+            return throttled
         fault = await self._injected_fault(
             request.target,
             reset_rate=self.config.reset_rate,
@@ -106,11 +110,27 @@ class ApiOrigin(Origin):
             return responses.detail(405, f'Method "{request.method}" not allowed.')
         handler: Callable[..., Awaitable[Response]] = getattr(self, route.handler)
         try:
-            return await handler(request, **groups)
+            return self._maybe_cut(await handler(request, **groups))
         except BadRequest as exc:
             return responses.detail(400, str(exc))
         except _NotFound:
             return responses.detail(404, _NOT_FOUND)
+
+    # Both rolls happen only when their switch is on, so turning one on leaves the other faults of a
+    # seed where they were.
+    def _injected_throttle(self) -> Response | None:
+        rate = self.config.throttle_rate
+        if rate <= 0 or self.rng.random() >= rate:
+            return None
+        self.stats.rate_limited += 1
+        return responses.throttled(self.rng.choice(self.config.retry_after), self.clock())
+
+    def _maybe_cut(self, response: Response) -> Response:
+        rate = self.config.cut_after_headers_rate
+        if rate <= 0 or not response.body or self.rng.random() >= rate:
+            return response
+        self.stats.cut_bodies += 1
+        return dataclasses.replace(response, abort_after_bytes=0)
 
     # -- calls ---------------------------------------------------------------------------------------
     async def list_calls(self, request: Request) -> Response:

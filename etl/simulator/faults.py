@@ -6,6 +6,7 @@ configuration intact.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,9 @@ _FRACTIONS = (
     "storage_reset_rate",
     "storage_truncate_rate",
     "expired_url_rate",
+    "throttle_rate",
+    "cut_after_headers_rate",
+    "storage_cut_after_headers_rate",
 )
 _NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
 
@@ -68,6 +72,15 @@ class FaultConfig:
     storage_truncate_rate: float = 0.0  # storage answers 200 then drops the connection mid-body
     expired_url_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
+    # Injected 429s (besides the rate limiter's), each carrying one of `retry_after`, chosen by the
+    # seeded fault stream: a value sent as it is, "none" for no header, or "date+N"/"date-N" for an
+    # HTTP-date N seconds after/before now (with a Date header, as real servers send).
+    throttle_rate: float = 0.0
+    retry_after: tuple[str, ...] = ("1",)
+    # The status line and headers (Content-Length included) are sent, then the connection is closed
+    # before the first byte of the body: API answers, and storage audio.
+    cut_after_headers_rate: float = 0.0
+    storage_cut_after_headers_rate: float = 0.0
     rules: list[Rule] = field(default_factory=list)
     strip_call_id: frozenset[str] = frozenset()
 
@@ -77,6 +90,7 @@ class FaultConfig:
             **plain,
             "rate_limit_rps": self.rate_limit_rps,
             "signed_url_ttl_s": self.signed_url_ttl_s,
+            "retry_after": list(self.retry_after),
             "rules": [rule.to_json() for rule in self.rules],
             "strip_call_id": sorted(self.strip_call_id),
         }
@@ -115,6 +129,8 @@ def _parse(name: str, value: Any) -> Any:
         if number <= 0:
             raise ConfigError("rate_limit_rps must be > 0 or null")
         return number
+    if name == "retry_after":
+        return retry_after_values(value)
     if name == "rules":
         if not isinstance(value, list):
             raise ConfigError("rules must be a list")
@@ -124,6 +140,24 @@ def _parse(name: str, value: Any) -> Any:
             raise ConfigError("strip_call_id must be a list of call ids")
         return frozenset(value)
     raise ConfigError(f"unknown setting: {name}")
+
+
+def retry_after_values(value: Any) -> tuple[str, ...]:
+    """A non-empty list of Retry-After values; no line breaks (they would split the header)."""
+    values = value if isinstance(value, list | tuple) else None
+    if not values or not all(isinstance(v, str) and len(v) <= 100 and v.isprintable() for v in values):
+        raise ConfigError("retry_after must be a non-empty list of printable strings")
+    for text in values:
+        if text.startswith(("date+", "date-")) and not _is_number(text[4:]):
+            raise ConfigError(f"retry_after {text!r}: date+N or date-N needs a number of seconds")
+    return tuple(values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _number(name: str, value: Any) -> float:

@@ -48,6 +48,10 @@ class SimulatorOptions:
     storage_reset_rate: float = 0.0
     expired_url_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
+    throttle_rate: float = 0.0
+    retry_after: tuple[str, ...] = ("1",)
+    cut_after_headers_rate: float = 0.0
+    storage_cut_after_headers_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -113,6 +117,27 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     add("--storage-reset-rate", type=float, default=d.storage_reset_rate, help="storage reset fraction")
     add("--expired-url-rate", type=float, default=d.expired_url_rate, help="calls whose 1st URL is expired")
     add("--signed-url-ttl-s", type=float, default=d.signed_url_ttl_s, help="lifetime of signed URLs")
+    add("--throttle-rate", type=float, default=d.throttle_rate, help="fraction of /api answered 429")
+    add(
+        "--retry-after",
+        type=_retry_after_list,
+        default=d.retry_after,
+        metavar="V,V,...",
+        help="Retry-After values of those 429s, picked per seed: as sent (86400, inf, nan, -5, soon), "
+        "'none' (no header), 'date+N'/'date-N' (an HTTP-date N s from now)",
+    )
+    add(
+        "--cut-after-headers-rate",
+        type=float,
+        default=d.cut_after_headers_rate,
+        help="fraction of /api answers closed right after their headers",
+    )
+    add(
+        "--storage-cut-after-headers-rate",
+        type=float,
+        default=d.storage_cut_after_headers_rate,
+        help="fraction of storage audio answers closed right after their headers",
+    )
     return parser
 
 
@@ -124,6 +149,10 @@ def parse_options(argv: list[str] | None = None, prog: str | None = None) -> Sim
         return SimulatorOptions(**vars(namespace))
     except ValueError as exc:
         parser.error(str(exc))
+
+
+def _retry_after_list(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
 def _seconds_range(text: str) -> tuple[float, float]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Iterable
+from email.utils import formatdate
 from typing import Any
 
 from etl.simulator.account import CallRecord
@@ -60,6 +61,17 @@ async def rule_response(rule: Rule) -> Response | None:
         return not_json()
     headers = [("Retry-After", "1")] if rule.status in (429, 503) else []
     return detail(rule.status, "Injected fault.", headers)
+
+
+def throttled(retry_after: str, now: float) -> Response:
+    """An injected 429 carrying `retry_after` as FaultConfig.retry_after describes it."""
+    headers = [("Date", formatdate(now, usegmt=True))]
+    if retry_after.startswith(("date+", "date-")):
+        offset = float(retry_after[4:])
+        headers.append(("Retry-After", formatdate(now + offset, usegmt=True)))
+    elif retry_after != "none":
+        headers.append(("Retry-After", retry_after))
+    return detail(429, "Request was throttled.", headers)
 
 
 def server_error(rng: random.Random) -> Response:

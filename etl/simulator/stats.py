@@ -17,6 +17,7 @@ class Stats:
     rate_limited: int = 0
     resets: int = 0
     injected_errors: int = 0
+    cut_bodies: int = 0  # answers whose connection closed right after the headers
     signed_urls_issued: int = 0
     storage_requests_with_api_key: int = 0
     api_requests_without_valid_key: int = 0
@@ -61,6 +62,7 @@ class Stats:
             "rate_limited": self.rate_limited,
             "resets": self.resets,
             "injected_errors": self.injected_errors,
+            "cut_bodies": self.cut_bodies,
             "signed_urls_issued": self.signed_urls_issued,
             "storage_requests_with_api_key": self.storage_requests_with_api_key,
             "api_requests_without_valid_key": self.api_requests_without_valid_key,

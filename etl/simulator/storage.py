@@ -60,4 +60,9 @@ class StorageOrigin(Origin):
         if record is None:
             return responses.xml_error(404, "NoSuchKey", "The specified key does not exist.")
         truncate = self.rng.random() < self.config.storage_truncate_rate
+        cut_rate = self.config.storage_cut_after_headers_rate
+        # Rolled only when on, so the other faults of a seed stay where they were.
+        if cut_rate > 0 and self.rng.random() < cut_rate:
+            self.stats.cut_bodies += 1
+            return responses.audio_response(record, self.stats, 0)
         return responses.audio_response(record, self.stats, record.recording_bytes // 2 if truncate else None)

@@ -184,8 +184,12 @@ async def _write_response(
     with_body = request is None or request.method != "HEAD"
     if response.stream is None:
         head = _head_bytes(response, len(response.body), keep_alive)
-        writer.write(head + response.body if with_body else head)
+        cut = response.abort_after_bytes
+        writer.write(head + response.body[:cut] if with_body else head)
         await writer.drain()
+        if with_body and cut is not None and cut < len(response.body):
+            writer.transport.abort()
+            return False
         return True
     writer.write(_head_bytes(response, response.content_length, keep_alive))
     if with_body:

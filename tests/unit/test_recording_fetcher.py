@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -59,6 +61,9 @@ def make_fetcher(
     recording_policy: RecordingPolicy,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     buffer_bytes: int = 16 * 1024 * 1024,
+    buffer_count: int = 1,
+    download_slots: int = 2,
+    stop_polling: Callable[[], bool] = lambda: False,
 ) -> tuple[RecordingFetcher, ApiClient, LocalStorage]:
     async def no_sleep(seconds: float) -> None:
         return None
@@ -80,10 +85,11 @@ def make_fetcher(
         client,
         local,
         recording_policy,
-        buffers=BufferPool(buffer_bytes, buffer_bytes),
-        download_slots=asyncio.Semaphore(2),
+        buffers=BufferPool(buffer_bytes * buffer_count, buffer_bytes),
+        download_slots=asyncio.Semaphore(download_slots),
         clock=clock,
         sleep=sleep or clock.sleep,
+        stop_polling=stop_polling,
     )
     return fetcher, client, local
 
@@ -246,6 +252,18 @@ def test_polling_stops_at_once_when_wait_s_is_zero(tmp_path: Path) -> None:
 # --- giving up the slot while waiting ---------------------------------------------------------------
 
 
+def test_polling_stops_at_once_when_the_run_s_deadline_has_passed(tmp_path: Path) -> None:
+    api = httpx.MockTransport(lambda request: httpx.Response(425))
+    clock = Clock()
+    fetcher, _client, _local = make_fetcher(
+        api, api, tmp_path, clock, policy(wait_s=3600), stop_polling=lambda: True
+    )
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+    assert outcome.status is RecordingStatus.PENDING
+    assert outcome.detail is not None and "deadline" in outcome.detail
+    assert clock.sleeps == []
+
+
 def test_the_callers_slot_is_free_while_waiting_between_polls_and_held_again_after(tmp_path: Path) -> None:
     answers = iter([httpx.Response(425), httpx.Response(425), httpx.Response(200, content=AUDIO)])
     api = httpx.MockTransport(lambda request: next(answers))
@@ -275,3 +293,48 @@ def test_the_callers_slot_is_free_while_waiting_between_polls_and_held_again_aft
     assert asyncio.run(scenario()) is True  # the caller holds its slot again when fetch returns
     assert len(others_ran) == 2  # once per wait between polls
     assert local.get_bytes(recording_key(CALL_DATE, CALL_ID)) == AUDIO
+
+
+def test_a_refreshed_url_holding_budget_never_deadlocks_with_a_download_waiting_for_budget(
+    tmp_path: Path,
+) -> None:
+    """One recording buffer, one download slot. A's first URL has expired: it keeps its buffer
+    while it asks for a fresh URL, and B, given the slot meanwhile, must not sit on it waiting for
+    the buffer A holds (A then waits for the slot for ever)."""
+    other = "1c1f2e7d-6c9f-4b90-8a1f-7a2a4d2e3b02"
+    issued: list[str] = []
+    both_redirected = threading.Event()
+
+    def api(request: httpx.Request) -> httpx.Response:
+        call_id = request.url.path.split("/")[-2]
+        issued.append(f"https://storage.test/rec/{call_id}.wav?sig={len(issued) + 1}")
+        if len(issued) == 2:
+            both_redirected.set()
+        return httpx.Response(302, headers={"Location": issued[-1]})
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        # In a download thread: the storage client is synchronous.
+        if str(request.url) == issued[0]:
+            # Refused only once B has its URL and waits for what A holds.
+            assert both_redirected.wait(5)
+            time.sleep(0.05)
+            return httpx.Response(403, text="<Error><Code>AccessDenied</Code>Request has expired</Error>")
+        return httpx.Response(200, content=AUDIO)
+
+    fetcher, _client, local = make_fetcher(
+        httpx.MockTransport(api),
+        httpx.MockTransport(storage),
+        tmp_path,
+        Clock(),
+        policy(),
+        download_slots=1,
+    )
+    assert fetcher._buffers.count == 1  # room for exactly one recording
+
+    async def both() -> list[RecordingStatus]:
+        fetches = [fetcher.fetch(call_id, CALL_DATE) for call_id in (CALL_ID, other)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*fetches), timeout=5)
+        return [outcome.status for outcome in outcomes]
+
+    assert asyncio.run(both()) == [RecordingStatus.ARCHIVED, RecordingStatus.ARCHIVED]
+    assert all(local.head(recording_key(CALL_DATE, call_id)) for call_id in (CALL_ID, other))
