@@ -125,12 +125,14 @@ def mapped_errors(request: httpx.Request) -> Iterator[None]:
     name the host but never the signed query."""
     try:
         yield
+    except (NewConnectionError, SSLError) as exc:
+        # Before ConnectTimeoutError: urllib3 derives NewConnectionError (refused, unresolvable)
+        # from it.
+        raise httpx.ConnectError(str(exc), request=request) from exc
     except ConnectTimeoutError as exc:
         raise httpx.ConnectTimeout(str(exc), request=request) from exc
     except ReadTimeoutError as exc:
         raise httpx.ReadTimeout(str(exc), request=request) from exc
-    except (NewConnectionError, SSLError) as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
     except ProtocolError as exc:
         raise httpx.RemoteProtocolError(str(exc), request=request) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:

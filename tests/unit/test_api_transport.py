@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
@@ -16,7 +17,7 @@ import pytest
 from support.memory_sink import MemorySink
 
 from etl.api.client import ApiClient, ClientOptions
-from etl.errors import RetriableError
+from etl.errors import FatalError, RetriableError
 from etl.secrets import Secret
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -352,3 +353,63 @@ async def test_a_large_recording_streams_intact() -> None:
         assert await client.download(f"{base}/r.wav", sink) == len(body)
     assert sink.digest.hexdigest() == hashlib.sha256(body).hexdigest()
     assert sink.chunks > 1
+
+
+# --- the storage host through urllib3 (etl/api/storage_transport.py) -------------------------------
+
+
+class RecordsRequests:
+    """Answers every request with `body` on a kept-alive connection; records request lines and
+    counts connections."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.lines: list[bytes] = []
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while (request := await read_request(reader)) is not None:
+            self.lines.append(request.split(b"\r\n", 1)[0])
+            writer.write(head("200 OK", len(self.body)) + self.body)
+            await writer.drain()
+        writer.close()
+
+
+@run_async
+async def test_a_signed_url_reaches_the_storage_host_byte_for_byte() -> None:
+    # A signature covers the query exactly as issued: no re-encoding, no reordering.
+    query = "X-Amz-Signature=ab%2Bcd%2F%3D&b=1&a=%7E2&empty="
+    server = RecordsRequests(AUDIO)
+    async with serving(server) as base, api_client(base) as client:
+        assert await client.download(f"{base}/bucket/a%20b/r.wav?{query}", MemorySink()) == len(AUDIO)
+    assert server.lines == [f"GET /bucket/a%20b/r.wav?{query} HTTP/1.1".encode()]
+
+
+@run_async
+async def test_a_download_abandoned_half_way_never_hands_its_connection_to_the_next() -> None:
+    big = bytes(range(256)) * 16 * 1024  # 4 MiB: the sink gives up after the first read
+
+    class GivesUp(MemorySink):
+        def write(self, chunk: bytes | memoryview) -> None:
+            raise FatalError("given up")
+
+    server = RecordsRequests(big)
+    async with serving(server) as base, api_client(base) as client:
+        with pytest.raises(FatalError, match="given up"):
+            await client.download(f"{base}/r.wav", GivesUp())
+        sink = MemorySink()
+        assert await client.download(f"{base}/r.wav", sink) == len(big)
+    assert bytes(sink.data) == big
+    assert server.connections == 2  # the rest of the first body was never read as an answer
+
+
+@run_async
+async def test_the_storage_transport_maps_a_refused_connection_to_a_retriable_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the socket closes
+    async with api_client(f"http://127.0.0.1:{port}") as client:
+        with pytest.raises(RetriableError, match="connection failed \\(ConnectError\\)") as failed:
+            await client.download(f"http://127.0.0.1:{port}/r.wav?sig=secret", MemorySink())
+    assert "secret" not in str(failed.value)
