@@ -1,63 +1,128 @@
-"""The audio memory of a run: a fixed set of equal recording buffers, lent out and given back.
+"""The audio memory of a run: recording buffers sized to fit, lent within one byte total and reused.
 
-Recordings are buffered in memory on their way to storage. A download borrows one buffer BEFORE its
-request goes out and gives it back once its bytes are stored, so the memory held by audio stays under
-one configured figure however many downloads are allowed at once. Borrowing only once the body flows
-would not do: bytes that arrive while a reader waits pile up in a queue instead of filling the TCP
-window.
+Recordings are buffered in memory on their way to storage. A download borrows a buffer once the
+headers say how long the body is, and gives it back once its bytes are stored, so the memory held by
+audio stays under one configured figure however many downloads run at once. A download waiting for
+room does not read its socket meanwhile, so TCP flow control holds the sender back.
 
-The buffers are reused rather than allocated per recording: on this class of machine a fresh 32 MiB
+Buffers are reused rather than allocated per recording: on this class of machine a fresh 32 MiB
 buffer costs as much CPU to fault in and zero (~0.8 CPU-s per GiB) as hashing what goes into it.
+Sizes are powers of two, so recordings of similar length share buffers; buffers kept for reuse count
+against the total too, and the least recently given back are dropped when a size that is not kept
+needs room.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 _MIB = 1024 * 1024
 # A real recording is up to ~29 MB (900 s of 16 kHz mono): in a 32 MiB buffer nearly every one goes
 # up in a single PUT, where a multipart upload would cost three more requests and a CRC32 pass.
 RECORDING_BUFFER_BYTES = 32 * _MIB
+_SMALLEST_BUFFER = 256 * 1024
 
 
 class BufferPool:
-    """`acquire()` waits for a free buffer of `buffer_bytes` and lends it; `release()` takes it back.
+    """`acquire(length)` waits until a buffer for `length` bytes fits in the total and lends it;
+    `release()` takes it back. `length` None (unknown) or above the largest size gets the largest
+    buffer, which the caller fills and sends half by half.
 
-    At most `total_bytes // buffer_bytes` buffers exist, created on first need and kept for the run.
-    Waiters are served first come, first served. A buffer is never resized while lent: slices of it
-    are memoryviews, so its allocation (and the pages already faulted in) is what the next one gets.
+    Waiters are served first come, first served: a large buffer is never starved by a stream of small
+    ones slipping past it. A buffer is never resized while lent: slices of it are memoryviews, so its
+    allocation (and the pages already faulted in) is what the next borrower of its size gets.
     """
 
-    def __init__(self, total_bytes: int, buffer_bytes: int) -> None:
-        if buffer_bytes < 1 or total_bytes < buffer_bytes:
-            raise ValueError(f"a buffer pool of {total_bytes} bytes cannot hold one of {buffer_bytes}")
-        self.buffer_bytes = buffer_bytes
-        self.count = total_bytes // buffer_bytes
-        self._lendable = asyncio.Semaphore(self.count)
-        self._free: list[bytearray] = []
+    def __init__(self, total_bytes: int, largest_bytes: int = RECORDING_BUFFER_BYTES) -> None:
+        if largest_bytes < 1 or total_bytes < largest_bytes:
+            raise ValueError(f"a buffer pool of {total_bytes} bytes cannot hold one of {largest_bytes}")
+        self.total = total_bytes
+        self.largest = largest_bytes
         self._lent = 0
+        self._idle: deque[bytearray] = deque()  # given back, oldest first
+        self._idle_bytes = 0
+        self._waiters: deque[tuple[int, asyncio.Future[bytearray]]] = deque()
+
+    def size_for(self, length: int | None) -> int:
+        if length is None or length >= self.largest:
+            return self.largest
+        size = _SMALLEST_BUFFER
+        while size < length:
+            size *= 2
+        return min(size, self.largest)
 
     @property
-    def lent(self) -> int:
-        """Buffers lent out right now."""
+    def lent_bytes(self) -> int:
         return self._lent
 
-    async def acquire(self) -> bytearray:
-        await self._lendable.acquire()
-        self._lent += 1
-        return self._free.pop() if self._free else bytearray(self.buffer_bytes)
+    @property
+    def held_bytes(self) -> int:
+        """Lent plus kept for reuse: the memory the pool stands for."""
+        return self._lent + self._idle_bytes
+
+    async def acquire(self, length: int | None) -> bytearray:
+        size = self.size_for(length)
+        if not self._waiters and self._fits(size):
+            return self._lend(size)
+        future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
+        entry = (size, future)
+        self._waiters.append(entry)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Lent in the same instant the wait was cancelled: it is ours to give back.
+                self.release(future.result())
+            else:
+                self._waiters.remove(entry)
+                # The head may have been what kept smaller waiters behind it.
+                self._wake()
+            raise
 
     def release(self, buffer: bytearray) -> None:
-        if len(buffer) != self.buffer_bytes:
-            raise AssertionError("a pooled buffer came back resized")
-        if self._lent == 0:
-            raise AssertionError("a buffer pool was given back more buffers than it lent")
-        self._lent -= 1
-        self._free.append(buffer)
-        self._lendable.release()
+        size = len(buffer)
+        if size > self._lent:
+            raise AssertionError("a buffer pool was given back more than it lent (or a buffer grew)")
+        self._lent -= size
+        self._idle.append(buffer)
+        self._idle_bytes += size
+        self._wake()
+
+    def _fits(self, size: int) -> bool:
+        """Whether `size` can be lent now, dropping idle buffers of other sizes to make room."""
+        if any(len(buffer) == size for buffer in self._idle):
+            return True
+        return self._lent + size <= self.total
+
+    def _lend(self, size: int) -> bytearray:
+        buffer = self._take_idle(size)
+        if buffer is None:
+            # Room for a new buffer: drop the oldest idle ones until it fits.
+            while self._lent + self._idle_bytes + size > self.total:
+                dropped = self._idle.popleft()
+                self._idle_bytes -= len(dropped)
+            buffer = bytearray(size)
+        self._lent += size
+        return buffer
+
+    def _take_idle(self, size: int) -> bytearray | None:
+        for index, buffer in enumerate(self._idle):
+            if len(buffer) == size:
+                del self._idle[index]
+                self._idle_bytes -= size
+                return buffer
+        return None
+
+    def _wake(self) -> None:
+        while self._waiters and self._fits(self._waiters[0][0]):
+            size, future = self._waiters.popleft()
+            if future.done():
+                continue
+            future.set_result(self._lend(size))
 
 
 def recording_buffers(total_bytes: int) -> BufferPool:
-    """The run's pool: `RECORDING_BUFFER_BYTES` buffers, or one smaller buffer if that is all the
-    memory allowed (parts, half a buffer, must stay above S3's 5 MiB minimum: at least 16 MiB)."""
+    """The run's pool: buffers up to `RECORDING_BUFFER_BYTES`, or up to the whole budget if that is
+    smaller (parts, half the largest buffer, must stay above S3's 5 MiB minimum: at least 16 MiB)."""
     return BufferPool(total_bytes, min(RECORDING_BUFFER_BYTES, total_bytes))

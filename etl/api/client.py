@@ -30,6 +30,7 @@ from etl.api.responses import (
     BlockingSink,
     converted_errors,
     copy_body,
+    declared_length,
     detail,
     parse_json,
     redact_url,
@@ -234,7 +235,7 @@ class ApiClient:
         call_id: str,
         sink: BlockingSink,
         *,
-        before_body: Callable[[], Awaitable[None]] | None = None,
+        before_body: Callable[[int | None], Awaitable[None]] | None = None,
     ) -> RecordingAnswer:
         """Ask the API for a call's recording. A 200 body streams into `sink` (after `before_body`,
         which may wait for room for it); a 302 is not followed."""
@@ -248,7 +249,7 @@ class ApiClient:
             try:
                 if response.status_code == 200:
                     if before_body is not None:
-                        await before_body()
+                        await before_body(declared_length(response))
                     size = await stream_into(response, sink, url)
                     return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
                 # Small bodies: reading them lets the connection go back to the pool; closing a
@@ -276,34 +277,47 @@ class ApiClient:
         raise FatalError(f"GET {redact_url(url)}: unexpected HTTP {status}", status=status)
 
     async def download(
-        self, url: str, sink: BlockingSink, *, on_cancel: Callable[[], None] | None = None
+        self,
+        url: str,
+        sink: BlockingSink,
+        *,
+        before_body: Callable[[int | None], Awaitable[None]] | None = None,
+        on_cancel: Callable[[], None] | None = None,
     ) -> int:
-        """Stream a signed storage URL into `sink` in a worker thread, sending no API header. Returns
-        the byte count. `on_cancel` should make the sink's writes fail, so a cancelled download stops
-        at its next chunk."""
+        """Stream a signed storage URL into `sink` in worker threads, sending no API header. Returns
+        the byte count. `before_body` gets the body's length once the headers are in (and may wait
+        for room for it, on the loop, with the body unread); `on_cancel` should make the sink's
+        writes fail, so a cancelled download stops at its next chunk."""
 
         async def attempt() -> int:
-            return await in_thread(
-                self._download_once, url, sink, executor=self._downloads, on_cancel=on_cancel
-            )
+            response = await in_thread(self._open_download, url, sink, executor=self._downloads)
+            try:
+                if before_body is not None:
+                    await before_body(declared_length(response))
+                return await in_thread(
+                    copy_body, response, sink, url, executor=self._downloads, on_cancel=on_cancel
+                )
+            finally:
+                response.close()
 
         return await self._retrying(attempt, url, keep_query=False)
 
-    def _download_once(self, url: str, sink: BlockingSink) -> int:
+    def _open_download(self, url: str, sink: BlockingSink) -> httpx.Response:
+        """The storage host's answer with its body unread, or the error its status means."""
         # Signed query strings stay out of messages: they are credentials until they expire.
         shown = redact_url(url, keep_query=False)
         sink.reset()
-        with self._storage.stream("GET", url) as response:
-            status = response.status_code
-            if status in (400, 401, 403):
-                raise SignedUrlRejected(f"storage refused {shown}: HTTP {status}", status=status)
-            if status == 429 or status >= 500:
-                raise RetriableError(
-                    f"storage {shown}: HTTP {status}", retry_after_s=self._retry_after(response)
-                )
-            if status != 200:
-                raise FatalError(f"storage {shown}: HTTP {status}", status=status)
-            return copy_body(response, sink, url)
+        response = self._storage.send(self._storage.build_request("GET", url), stream=True)
+        status = response.status_code
+        if status == 200:
+            return response
+        response.close()
+        if status in (400, 401, 403):
+            raise SignedUrlRejected(f"storage refused {shown}: HTTP {status}", status=status)
+        if status == 429 or status >= 500:
+            wait = self._retry_after(response)
+            raise RetriableError(f"storage {shown}: HTTP {status}", retry_after_s=wait)
+        raise FatalError(f"storage {shown}: HTTP {status}", status=status)
 
     # -- internals ------------------------------------------------------------------------------------
 

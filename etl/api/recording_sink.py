@@ -60,8 +60,9 @@ class RecordingSink:
         self._sent = 0  # bytes handed to part uploads
 
     @property
-    def has_buffer(self) -> bool:
-        return self._buffer is not None
+    def buffer_size(self) -> int:
+        """The size of the buffer attached, 0 for none."""
+        return len(self._view)
 
     def attach(self, buffer: bytearray) -> None:
         if self._buffer is not None:

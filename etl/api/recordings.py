@@ -87,7 +87,7 @@ class RecordingFetcher:
         try:
             while True:
                 answer = await self._client.request_recording(
-                    call_id, sink, before_body=lambda: self._lend_buffer(sink)
+                    call_id, sink, before_body=lambda length: self._lend_buffer(sink, length)
                 )
                 if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
@@ -103,41 +103,50 @@ class RecordingFetcher:
                         return RecordingOutcome(
                             RecordingStatus.PENDING, detail="not ready when the run reached its deadline"
                         )
+                    if sink.buffer_size:
+                        await self._give_back_buffer(sink)  # a cut 200 then a 425: no hoarding
                     await self._pause(poll_delay * (0.75 + random.random() * 0.5), slot)
                     poll_delay = min(poll_delay * 2, self._policy.poll_max_s)
                     continue
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
-                    # The buffer before the slot, always in that order: a fetch keeps its buffer
-                    # when it asks for a fresh URL (below), so one that took a slot first and then
-                    # waited for a buffer could wait for ever on fetches that hold buffers and wait
-                    # for its slot (seen with expired URLs and cut bodies). Borrowed before the
-                    # request, too: bytes arriving before there is room for them would only pile up.
-                    await self._lend_buffer(sink)
                     try:
+                        # A buffer is borrowed inside the slot, once the headers give the length
+                        # (the body stays unread meanwhile, and TCP holds the sender back).
                         async with self._download_slots:
-                            await self._client.download(answer.location, sink, on_cancel=sink.cancel)
+                            await self._client.download(
+                                answer.location,
+                                sink,
+                                before_body=lambda length: self._lend_buffer(sink, length),
+                                on_cancel=sink.cancel,
+                            )
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.
                         refreshes += 1
                         if refreshes > self._policy.url_refreshes:
                             raise
+                        # Never wait for a slot holding a buffer: the slots' holders may be
+                        # waiting for it (a deadlock, seen with expired URLs and cut bodies).
+                        await self._give_back_buffer(sink)
                         continue
                 return await self._publish(sink, call_id)
         finally:
             # Aborts what was not finished; the buffer goes back only once no thread can touch it,
             # even if this task is cancelled again while it waits.
-            closing = asyncio.ensure_future(in_thread(sink.close))
-            closing.add_done_callback(lambda _: self._give_back_buffer(sink))
-            await asyncio.shield(closing)
+            await asyncio.shield(self._give_back_buffer(sink, closing=True))
 
-    async def _lend_buffer(self, sink: RecordingSink) -> None:
-        if not sink.has_buffer:
-            sink.attach(await self._buffers.acquire())
+    async def _lend_buffer(self, sink: RecordingSink, length: int | None) -> None:
+        if sink.buffer_size != self._buffers.size_for(length):
+            await self._give_back_buffer(sink)
+            sink.attach(await self._buffers.acquire(length))
 
-    def _give_back_buffer(self, sink: RecordingSink) -> None:
-        buffer = sink.detach()
-        if buffer is not None:
-            self._buffers.release(buffer)
+    async def _give_back_buffer(self, sink: RecordingSink, *, closing: bool = False) -> None:
+        """Settle the sink (parts uploaded or aborted) in a thread, then return its buffer."""
+        try:
+            await in_thread(sink.close if closing else sink.reset)
+        finally:
+            buffer = sink.detach()
+            if buffer is not None:
+                self._buffers.release(buffer)
 
     async def _pause(self, seconds: float, slot: asyncio.Semaphore | None) -> None:
         if slot is None:

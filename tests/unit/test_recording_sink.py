@@ -20,6 +20,7 @@ from etl.storage.local import LocalStorage
 
 KEY = "recordings/call_date=2026-11-26/c1.wav"
 KIB = 1024
+MIB = 1024 * KIB
 BUFFER = 128 * KIB  # parts of 64 KiB
 
 
@@ -195,50 +196,66 @@ def test_a_cancelled_sink_refuses_the_next_chunk(tmp_path: Path) -> None:
 # --- BufferPool -----------------------------------------------------------------------------------
 
 
-def test_the_pool_lends_at_most_its_count_reuses_its_buffers_and_serves_waiters_in_order() -> None:
+def test_buffers_are_powers_of_two_up_to_the_largest_which_unknown_lengths_get() -> None:
+    pool = BufferPool(64 * MIB, 32 * MIB)
+    assert pool.size_for(100) == 256 * KIB
+    assert pool.size_for(300 * KIB) == 512 * KIB
+    assert pool.size_for(14 * MIB) == 16 * MIB
+    assert pool.size_for(17 * MIB) == 32 * MIB
+    assert pool.size_for(40 * MIB) == pool.size_for(None) == 32 * MIB
+
+
+def test_the_pool_lends_within_its_total_and_serves_waiters_in_order() -> None:
     async def run() -> None:
-        pool = BufferPool(300, 100)
-        assert pool.count == 3
-        held = [await pool.acquire() for _ in range(3)]
+        pool = BufferPool(1 * MIB, 1 * MIB)
+        held = [await pool.acquire(200 * KIB) for _ in range(4)]  # four 256 KiB buffers: all of it
         order: list[str] = []
 
-        async def take(name: str) -> bytearray:
-            buffer = await pool.acquire()
+        async def take(name: str, length: int) -> bytearray:
+            buffer = await pool.acquire(length)
             order.append(name)
             return buffer
 
-        first = asyncio.create_task(take("first"))
+        big = asyncio.create_task(take("big", 500 * KIB))
         await asyncio.sleep(0)
-        doomed = asyncio.create_task(take("doomed"))
-        second = asyncio.create_task(take("second"))
+        small = asyncio.create_task(take("small", 1))  # fits once one is back, but queues behind `big`
+        doomed = asyncio.create_task(take("doomed", 1))
         await asyncio.sleep(0)
-        assert order == [] and pool.lent == 3
+        assert order == [] and pool.lent_bytes == 1 * MIB
         doomed.cancel()
         pool.release(held[0])
+        await asyncio.sleep(0)
+        assert order == []  # 256 KiB free is not the 512 KiB `big` waits for
         pool.release(held[1])
-        got = await asyncio.gather(first, second)
+        pool.release(held[2])
+        got = await asyncio.gather(big, small)
         await asyncio.gather(doomed, return_exceptions=True)
-        assert order == ["first", "second"]
-        # The very buffers given back: no new allocation, no page faulted in again.
-        assert {id(b) for b in got} == {id(held[0]), id(held[1])}
-        assert pool.lent == 3
+        assert order == ["big", "small"]
+        # `small` got a buffer given back, not a new one; the pool never stood for more than its total.
+        assert any(got[1] is buffer for buffer in held)
+        assert pool.held_bytes <= pool.total
 
     asyncio.run(run())
 
 
-def test_the_pool_refuses_a_resized_buffer_and_a_size_it_cannot_hold() -> None:
+def test_a_buffer_given_back_is_lent_again_and_idle_ones_make_room_for_other_sizes() -> None:
     async def run() -> None:
-        pool = BufferPool(100, 100)
-        buffer = await pool.acquire()
-        del buffer[50:]
-        with pytest.raises(AssertionError, match="resized"):
-            pool.release(buffer)
+        pool = BufferPool(1 * MIB, 1 * MIB)
+        first = await pool.acquire(100 * KIB)
+        pool.release(first)
+        assert await pool.acquire(200 * KIB) is first  # the same allocation: no page faulted in again
+        pool.release(first)
+        whole = await pool.acquire(None)  # 1 MiB: the idle 256 KiB one is dropped for it
+        assert len(whole) == 1 * MIB and pool.held_bytes == 1 * MIB
 
     asyncio.run(run())
+
+
+def test_the_pool_refuses_a_size_it_cannot_hold() -> None:
     with pytest.raises(ValueError, match="cannot hold"):
         BufferPool(10, 11)
 
 
-def test_the_run_pool_uses_32_mib_buffers_or_one_smaller_one() -> None:
-    assert (recording_buffers(96 << 20).count, recording_buffers(96 << 20).buffer_bytes) == (3, 32 << 20)
-    assert (recording_buffers(16 << 20).count, recording_buffers(16 << 20).buffer_bytes) == (1, 16 << 20)
+def test_the_run_pool_uses_32_mib_buffers_at_most_or_the_whole_budget() -> None:
+    assert (recording_buffers(96 * MIB).total, recording_buffers(96 * MIB).largest) == (96 * MIB, 32 * MIB)
+    assert recording_buffers(16 * MIB).largest == 16 * MIB
