@@ -9,13 +9,19 @@ Buffers are reused rather than allocated per recording: on this class of machine
 buffer costs as much CPU to fault in and zero (~0.8 CPU-s per GiB) as hashing what goes into it.
 Sizes are powers of two, so recordings of similar length share buffers; buffers kept for reuse count
 against the total too, and the least recently given back are dropped when a size that is not kept
-needs room.
+needs room. A buffer is an anonymous private mapping, not a bytearray: nothing zeroes it up front,
+only the pages written become resident, and a dropped one goes back to the system at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import mmap
 from collections import deque
+
+# What a recording's bytes are held in: a pooled mapping, or (in tests) any writable buffer.
+AudioBuffer = mmap.mmap | bytearray
 
 _MIB = 1024 * 1024
 # A real recording is up to ~29 MB (900 s of 16 kHz mono): in a 32 MiB buffer nearly every one goes
@@ -31,7 +37,8 @@ class BufferPool:
 
     Waiters are served first come, first served: a large buffer is never starved by a stream of small
     ones slipping past it. A buffer is never resized while lent: slices of it are memoryviews, so its
-    allocation (and the pages already faulted in) is what the next borrower of its size gets.
+    allocation (and the pages already faulted in) is what the next borrower gets. A borrower may get
+    a bigger buffer than it asked for (an idle one); it counts at its real size.
     """
 
     def __init__(self, total_bytes: int, largest_bytes: int = RECORDING_BUFFER_BYTES) -> None:
@@ -40,9 +47,9 @@ class BufferPool:
         self.total = total_bytes
         self.largest = largest_bytes
         self._lent = 0
-        self._idle: deque[bytearray] = deque()  # given back, oldest first
+        self._idle: deque[AudioBuffer] = deque()  # given back, oldest first
         self._idle_bytes = 0
-        self._waiters: deque[tuple[int, asyncio.Future[bytearray]]] = deque()
+        self._waiters: deque[tuple[int, asyncio.Future[AudioBuffer]]] = deque()
 
     def size_for(self, length: int | None) -> int:
         if length is None or length >= self.largest:
@@ -61,11 +68,11 @@ class BufferPool:
         """Lent plus kept for reuse: the memory the pool stands for."""
         return self._lent + self._idle_bytes
 
-    async def acquire(self, length: int | None) -> bytearray:
+    async def acquire(self, length: int | None) -> AudioBuffer:
         size = self.size_for(length)
         if not self._waiters and self._fits(size):
             return self._lend(size)
-        future: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[AudioBuffer] = asyncio.get_running_loop().create_future()
         entry = (size, future)
         self._waiters.append(entry)
         try:
@@ -80,7 +87,7 @@ class BufferPool:
                 self._wake()
             raise
 
-    def release(self, buffer: bytearray) -> None:
+    def release(self, buffer: AudioBuffer) -> None:
         size = len(buffer)
         if size > self._lent:
             raise AssertionError("a buffer pool was given back more than it lent (or a buffer grew)")
@@ -90,29 +97,31 @@ class BufferPool:
         self._wake()
 
     def _fits(self, size: int) -> bool:
-        """Whether `size` can be lent now, dropping idle buffers of other sizes to make room."""
-        if any(len(buffer) == size for buffer in self._idle):
-            return True
-        return self._lent + size <= self.total
+        """Whether `size` can be lent now: an idle buffer at least that big, or room for a new one
+        once idle buffers are dropped."""
+        return self._idle_at_least(size) is not None or self._lent + size <= self.total
 
-    def _lend(self, size: int) -> bytearray:
-        buffer = self._take_idle(size)
-        if buffer is None:
-            # Room for a new buffer: drop the oldest idle ones until it fits.
+    def _lend(self, size: int) -> AudioBuffer:
+        # A bigger idle buffer rather than a new one: its pages are already faulted in, and it is
+        # already counted against the total.
+        index = self._idle_at_least(size)
+        if index is not None:
+            buffer = self._idle[index]
+            del self._idle[index]
+            self._idle_bytes -= len(buffer)
+        else:
             while self._lent + self._idle_bytes + size > self.total:
                 dropped = self._idle.popleft()
                 self._idle_bytes -= len(dropped)
-            buffer = bytearray(size)
-        self._lent += size
+                _unmap(dropped)
+            buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        self._lent += len(buffer)
         return buffer
 
-    def _take_idle(self, size: int) -> bytearray | None:
-        for index, buffer in enumerate(self._idle):
-            if len(buffer) == size:
-                del self._idle[index]
-                self._idle_bytes -= size
-                return buffer
-        return None
+    def _idle_at_least(self, size: int) -> int | None:
+        """The index of the smallest idle buffer of at least `size` bytes."""
+        fitting = [(len(buffer), index) for index, buffer in enumerate(self._idle) if len(buffer) >= size]
+        return min(fitting)[1] if fitting else None
 
     def _wake(self) -> None:
         while self._waiters and self._fits(self._waiters[0][0]):
@@ -120,6 +129,14 @@ class BufferPool:
             if future.done():
                 continue
             future.set_result(self._lend(size))
+
+
+def _unmap(buffer: AudioBuffer) -> None:
+    # A view of it may still be alive somewhere (a request object botocore keeps): the mapping then
+    # goes when that view does.
+    if isinstance(buffer, mmap.mmap):
+        with contextlib.suppress(BufferError):
+            buffer.close()
 
 
 def recording_buffers(total_bytes: int) -> BufferPool:

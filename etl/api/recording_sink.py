@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from etl.api.budget import AudioBuffer
 from etl.errors import ArchiverError, RetriableError
 from etl.storage.base import PartedUpload, Storage
 
@@ -43,7 +44,7 @@ class RecordingSink:
     def __init__(self, storage: Storage, key: str, *, content_type: str = "audio/wav") -> None:
         self._storage = storage
         self._key = key
-        self._buffer: bytearray | None = None
+        self._buffer: AudioBuffer | None = None
         self._view = memoryview(b"")
         self._half = 0
         self._content_type = content_type
@@ -64,12 +65,12 @@ class RecordingSink:
         """The size of the buffer attached, 0 for none."""
         return len(self._view)
 
-    def attach(self, buffer: bytearray) -> None:
+    def attach(self, buffer: AudioBuffer) -> None:
         if self._buffer is not None:
             raise AssertionError("a recording sink holds one buffer at a time")
         self._buffer, self._view, self._half = buffer, memoryview(buffer), len(buffer) // 2
 
-    def detach(self) -> bytearray | None:
+    def detach(self) -> AudioBuffer | None:
         """The buffer, for its pool; call it after `close`."""
         buffer, self._buffer, self._view, self._half = self._buffer, None, memoryview(b""), 0
         return buffer

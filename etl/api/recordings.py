@@ -135,7 +135,7 @@ class RecordingFetcher:
             await asyncio.shield(self._give_back_buffer(sink, closing=True))
 
     async def _lend_buffer(self, sink: RecordingSink, length: int | None) -> None:
-        if sink.buffer_size != self._buffers.size_for(length):
+        if sink.buffer_size < self._buffers.size_for(length):
             await self._give_back_buffer(sink)
             sink.attach(await self._buffers.acquire(length))
 

@@ -259,3 +259,16 @@ def test_the_pool_refuses_a_size_it_cannot_hold() -> None:
 def test_the_run_pool_uses_32_mib_buffers_at_most_or_the_whole_budget() -> None:
     assert (recording_buffers(96 * MIB).total, recording_buffers(96 * MIB).largest) == (96 * MIB, 32 * MIB)
     assert recording_buffers(16 * MIB).largest == 16 * MIB
+
+
+def test_a_bigger_idle_buffer_is_lent_rather_than_a_new_one_allocated() -> None:
+    async def run() -> None:
+        pool = BufferPool(1 * MIB, 1 * MIB)
+        whole = await pool.acquire(None)
+        pool.release(whole)
+        small = await pool.acquire(10)  # 256 KiB asked; the idle 1 MiB one is already faulted in
+        assert small is whole and pool.lent_bytes == 1 * MIB  # and it counts at its real size
+        pool.release(small)
+        assert pool.held_bytes == 1 * MIB
+
+    asyncio.run(run())
