@@ -38,6 +38,10 @@ ENV_VARS: Mapping[str, str] = {
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "since": "ARCHIVER_SINCE",
+    "max_page_mib": "ARCHIVER_MAX_PAGE_MIB",
+    "max_pages_per_listing": "ARCHIVER_MAX_PAGES_PER_LISTING",
+    "max_recording_mib": "ARCHIVER_MAX_RECORDING_MIB",
+    "min_transfer_kib_s": "ARCHIVER_MIN_TRANSFER_KIB_S",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -84,6 +88,20 @@ class Settings:
     lock_wait_s: float = 0.0
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
+    # A JSON page (listing or transcript) larger than this, decoded, fails its day or its call: a
+    # broken API or a gzip bomb must not grow the process. A page of 100 calls is well under 1 MiB.
+    max_page_mib: float = 16.0
+    # A listing (a day's calls, a call's messages) of more pages than this fails that day or call:
+    # an API that hands out `next` links for ever must not keep the run for ever.
+    max_pages_per_listing: int = 10_000
+    # A recording larger than this is not archived (recording_status failed): an hour of 48 kHz
+    # stereo is ~660 MiB, so this is far past any real call. 0: no cap.
+    max_recording_mib: float = 2048.0
+    # A recording transfer slower than this over `transfer_window_s` is dropped and retried: a
+    # trickling server would otherwise hold a download slot for hours within the read timeout.
+    # 0: no minimum.
+    min_transfer_kib_s: float = 16.0
+    transfer_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -115,6 +133,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:
         raise ConfigError("--recording-give-up-days must not be negative")
+    if settings.max_page_mib <= 0 or settings.max_pages_per_listing < 1:
+        raise ConfigError("--max-page-mib must be positive and --max-pages-per-listing at least 1")
+    if settings.max_recording_mib < 0 or settings.min_transfer_kib_s < 0 or settings.transfer_window_s <= 0:
+        raise ConfigError(
+            "--max-recording-mib and --min-transfer-kib-s must not be negative, transfer_window_s positive"
+        )
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}

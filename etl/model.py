@@ -36,6 +36,7 @@ class ProblemKind(StrEnum):
     RECORDING_FAILED = "recording_failed"
     LISTING_FAILED = "listing_failed"  # a day's listing broke off: nothing of the day was published
     LEASE_LOST = "lease_lost"  # another run took the day over: nothing of the day was published
+    DAY_FAILED = "day_failed"  # an unexpected error while archiving a day: the day stays open
 
 
 @dataclass(frozen=True)

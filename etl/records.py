@@ -54,7 +54,21 @@ _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":
 
 
 def _raw_json(value: Mapping[str, Any]) -> str:
-    return _JSON.encode(value)
+    """The whole API object as JSON text; BadRecord for one no table can hold.
+
+    Every string of a row comes from this object, so checking its text once covers them all: a
+    lone surrogate (the API may send the escape "\\ud800") cannot be written as UTF-8 to Parquet.
+    """
+    try:
+        text = _JSON.encode(value)
+    except RecursionError:
+        raise BadRecord("nested too deeply to store") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRecord("holds a string that is not valid Unicode (a lone surrogate)") from None
+    return text
 
 
 # --- calls ---------------------------------------------------------------------------------------

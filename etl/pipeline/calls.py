@@ -59,7 +59,8 @@ class CallArchiver:
         self._recording_give_up = recording_give_up
 
     def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
-        """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
+        """Validate a listed call; quarantine what cannot be archived; skip what is still underway,
+        and what the day's listing has shown before (calls shift between page requests)."""
         day = book.day
         try:
             if not isinstance(raw, Mapping):
@@ -67,6 +68,11 @@ class CallArchiver:
             call_id = records.call_id_of(raw)
             if not _SAFE_CALL_ID.match(call_id):
                 raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
+            if call_id in book.listed_call_ids:
+                # The first sighting decided (archived, underway or quarantined): one row per call.
+                self._ledger.listed_twice(call_id)
+                return None
+            book.listed_call_ids.add(call_id)
             if records.call_date_of(raw) != day:
                 raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
             # Build (and so validate) every column now, before spending requests on a call we could
@@ -74,6 +80,11 @@ class CallArchiver:
             row = records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
         except BadRecord as exc:
             self._ledger.problem(ProblemKind.BAD_RECORD, exc.reason, book, call_id=_id_or_none(raw), raw=raw)
+            return None
+        except Exception as exc:  # a bug must cost one listed call, not the day or the run
+            log.exception("internal error admitting a call")
+            reason = f"internal error {type(exc).__name__} validating a listed call"
+            self._ledger.problem(ProblemKind.BAD_RECORD, reason, book, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
             self._ledger.underway(call_id, book)

@@ -171,6 +171,20 @@ class Run:
         )
 
     async def execute(self, command: Command) -> RunSummary:
+        """Run `command`. The run record is written on every way out: a fatal error (recorded with
+        its kind), a bug that escaped every per-call and per-day net, even an interruption."""
+        try:
+            return await self._execute(command)
+        except BaseException as exc:
+            # Cancelled or interrupted (KeyboardInterrupt, SystemExit): the record still goes out,
+            # written synchronously because the event loop may be going away.
+            self.summary.fatal_error = f"interrupted ({type(exc).__name__})"
+            self.summary.fatal_error_kind = "interrupted"
+            self._finish_summary()
+            self._write_run_records()
+            raise
+
+    async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
         summary.command = command.name
         try:
@@ -187,20 +201,34 @@ class Run:
                     group.create_task(self._archive_day(index, day))
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
-            summary.fatal_error = str(_first_leaf(group))
+            leaf = _first_leaf(group)
+            summary.fatal_error = str(leaf)
+            summary.fatal_error_kind = "auth" if isinstance(leaf, AuthError) else "storage"
             log.error("run stopped", extra={"error": summary.fatal_error})
+        except* Exception as group:
+            # A bug that got past the per-call and per-day nets: the run stops, but says so in its
+            # record (exit 3), and the days it did not publish stay open for the next run.
+            leaf = _first_leaf(group)
+            log.error("run stopped by an internal error", exc_info=leaf)
+            message = self._settings.api_key.redact(str(leaf))[:500]
+            summary.fatal_error = f"internal error {type(leaf).__name__}: {message}"
+            summary.fatal_error_kind = "internal"
+        self._finish_summary()
+        await asyncio.to_thread(self._write_run_records)
+        return summary
+
+    def _finish_summary(self) -> None:
+        summary = self.summary
         summary.api_requests = self._client.api_requests
         summary.rate_limited = self._client.throttled
         summary.retries = self._client.retries
         summary.finished_at = self._now().isoformat()
-        await asyncio.to_thread(self._write_run_records)
-        return summary
 
     def _write_run_records(self) -> None:
         try:
             for key, body, content_type in run_records(self.summary):
                 self._storage.put_bytes(key, body, content_type=content_type)
-        except StorageError as exc:
+        except Exception as exc:  # the run's outcome stands (exit code, stdout) even without its record
             log.error("could not write the run record", extra={"error": str(exc)})
 
     # -- one partition --------------------------------------------------------------------------------
@@ -216,6 +244,13 @@ class Run:
                 try:
                     async with renewing(lease):
                         await self._archive_leased_day(index, day, lease)
+                except Exception as exc:  # a bug must cost this day (left open), not the run
+                    if _holds_fatal(exc):
+                        raise
+                    log.exception("internal error archiving a day", extra={"call_date": day.isoformat()})
+                    why = self._settings.api_key.redact(f"{type(exc).__name__}: {exc}")[:300]
+                    reason = f"archiving {day} failed: internal error {why}"
+                    self._ledger.problem(ProblemKind.DAY_FAILED, reason, PartitionBook(day))
                 finally:
                     await asyncio.to_thread(lease.release)
         finally:
@@ -266,15 +301,21 @@ class Run:
     ) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
+        day = partition.day
         async with asyncio.TaskGroup() as calls:
             try:
                 await self._list_day(index, pages, partition, book, calls)
                 return True
-            except AuthError:
-                raise
-            except ArchiverError as exc:
-                reason = f"listing the calls of {partition.day} failed: {exc}"
-                self._ledger.problem(ProblemKind.LISTING_FAILED, reason, book)
+            except Exception as exc:
+                if _holds_fatal(exc):
+                    raise
+                why = str(exc)
+                if not isinstance(exc, ArchiverError):  # a bug in listing must cost this day, not the run
+                    log.exception("internal error listing a day", extra={"call_date": day.isoformat()})
+                    why = f"internal error {type(exc).__name__}"
+                self._ledger.problem(
+                    ProblemKind.LISTING_FAILED, f"listing the calls of {day} failed: {why}", book
+                )
         return False
 
     async def _list_day(
@@ -330,6 +371,13 @@ def _recording_policy(settings: Settings) -> RecordingPolicy:
         poll_max_s=settings.recording_poll_max_s,
         url_refreshes=settings.recording_url_refreshes,
     )
+
+
+def _holds_fatal(exc: BaseException) -> bool:
+    """A rejected key or an unusable destination, alone or among a task group's errors: the run stops."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup((AuthError, StorageError)) is not None
+    return isinstance(exc, AuthError | StorageError)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
