@@ -19,6 +19,7 @@ from datetime import date
 from etl.api.budget import ByteBudget
 from etl.api.client import AnswerKind, ApiClient
 from etl.api.recording_sink import DEFAULT_BUFFERS, AudioBuffers, RecordingSink
+from etl.api.transfer_guard import GuardedSink, TransferGuard, TransferLimits
 from etl.errors import ArchiverError, SignedUrlRejected
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
@@ -53,6 +54,7 @@ class RecordingFetcher:
         budget: ByteBudget,
         download_slots: asyncio.Semaphore,
         buffers: AudioBuffers = DEFAULT_BUFFERS,
+        limits: TransferLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -62,6 +64,7 @@ class RecordingFetcher:
         self._budget = budget
         self._buffers = buffers
         self._download_slots = download_slots
+        self._limits = limits or TransferLimits(max_bytes=None, min_bytes_per_s=0.0, window_s=60.0)
         self._clock = clock
         self._sleep = sleep
 
@@ -82,8 +85,11 @@ class RecordingFetcher:
         refreshes = 0
         key = recording_key(call_date, call_id)
         async with RecordingSink(self._storage, key, self._budget, self._buffers) as sink:
+            # The bytes pass the size cap and the minimum rate on their way in; reserve and finish
+            # go to the sink itself.
+            guarded = GuardedSink(sink, TransferGuard(self._limits, clock=self._clock))
             while True:
-                answer = await self._client.request_recording(call_id, sink)
+                answer = await self._client.request_recording(call_id, guarded)
                 if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
                 if answer.kind is AnswerKind.TOO_EARLY:
@@ -101,7 +107,7 @@ class RecordingFetcher:
                     try:
                         async with self._download_slots:
                             await sink.reserve()
-                            await self._client.download(answer.location, sink)
+                            await self._client.download(answer.location, guarded)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.
                         refreshes += 1

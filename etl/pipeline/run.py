@@ -38,6 +38,7 @@ from etl.api.budget import ByteBudget
 from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
+from etl.api.transfer_guard import TransferLimits
 from etl.config import Settings
 from etl.errors import ArchiverError, AuthError, StorageError
 from etl.model import ProblemKind
@@ -158,6 +159,11 @@ class Run:
             _recording_policy(settings),
             budget=ByteBudget(settings.audio_memory_mib * 1024 * 1024),
             download_slots=asyncio.Semaphore(settings.download_concurrency),
+            limits=TransferLimits.of(
+                max_recording_mib=settings.max_recording_mib,
+                min_transfer_kib_s=settings.min_transfer_kib_s,
+                window_s=settings.transfer_window_s,
+            ),
             clock=clock,
         )
         self._calls = CallArchiver(
