@@ -47,6 +47,10 @@ class SimulatorOptions:
     storage_error_rate: float = 0.0
     storage_reset_rate: float = 0.0
     expired_url_rate: float = 0.0
+    duplicate_listing_rate: float = 0.0
+    gzip_rate: float = 0.0
+    short_page_rate: float = 0.0
+    next_query_shuffle_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
 
     def __post_init__(self) -> None:
@@ -113,6 +117,25 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     add("--storage-reset-rate", type=float, default=d.storage_reset_rate, help="storage reset fraction")
     add("--expired-url-rate", type=float, default=d.expired_url_rate, help="calls whose 1st URL is expired")
     add("--signed-url-ttl-s", type=float, default=d.signed_url_ttl_s, help="lifetime of signed URLs")
+    add(
+        "--duplicate-listing-rate",
+        type=float,
+        default=d.duplicate_listing_rate,
+        help="fraction of calls pages that repeat the previous page's last call",
+    )
+    add("--gzip-rate", type=float, default=d.gzip_rate, help="fraction of JSON answers gzip-encoded")
+    add(
+        "--short-page-rate",
+        type=float,
+        default=d.short_page_rate,
+        help="fraction of list pages far smaller than the pageSize asked for",
+    )
+    add(
+        "--next-query-shuffle-rate",
+        type=float,
+        default=d.next_query_shuffle_rate,
+        help="fraction of next links with the query reordered and a parameter added",
+    )
     return parser
 
 
