@@ -202,14 +202,15 @@ def _recording_fields(recording: RecordingOutcome) -> dict[str, Any]:
 # --- messages ------------------------------------------------------------------------------------
 
 
-def message_rows(call_id: str, messages: Iterable[Any]) -> list[dict[str, Any]]:
+def message_rows(call_id: str, messages: Iterable[Any], *, first_index: int = 0) -> list[dict[str, Any]]:
     """Rows of the `messages` table for one call, in the order given (the conversation order).
 
-    message_index is the position in `messages`, which must be the whole transcript across pages;
-    the older revision's `ordinal` is kept in raw_json only.
+    message_index is the position in the whole transcript across pages: `first_index` is that of
+    the first of `messages` (a page's rows are made as the page arrives); the older revision's
+    `ordinal` is kept in raw_json only.
     """
     rows = []
-    for index, message in enumerate(messages):
+    for index, message in enumerate(messages, first_index):
         # Messages are dicts, and isinstance against the Mapping ABC is slow: test the type first.
         if type(message) is not dict and not isinstance(message, Mapping):
             raise BadRecord(f"message {index} of call {call_id} is not an object", record=message)

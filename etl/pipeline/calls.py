@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from etl import records
@@ -18,6 +19,7 @@ from etl.errors import ArchiverError, AuthError, BadRecord
 from etl.merge import ArchivedCall, transcript_is_reusable
 from etl.model import ProblemKind, RecordingOutcome, RecordingStatus
 from etl.pipeline.partition import Partition
+from etl.pipeline.transcript import Transcript
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.storage.base import Storage
 
@@ -49,6 +51,7 @@ class CallArchiver:
         run_time: datetime,
         message_page_size: int,
         recording_give_up: timedelta,
+        spool_dir: Path,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -57,6 +60,7 @@ class CallArchiver:
         self._run_time = run_time
         self._message_page_size = message_page_size
         self._recording_give_up = recording_give_up
+        self._spool_dir = spool_dir
 
     def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
         """Validate a listed call; quarantine what cannot be archived; skip what is still underway,
@@ -107,19 +111,24 @@ class CallArchiver:
         recording = asyncio.create_task(self._recording(call, call_id, partition, archived, slot))
         try:
             try:
-                message_rows, message_count = await self._transcript(call_id, partition, archived)
+                transcript, message_count = await self._transcript(call_id, partition, archived)
             except BaseException:
                 # The call has failed: its recording is not wanted any more (the next run asks again).
                 await _cancelled(recording)
                 raise
-            outcome = await _settled(recording)
-            row = records.with_outcome(
-                admitted.row,
-                outcome,
-                archived.archived_at if archived else self._run_time,
-                message_count=message_count,
-                last_seen_at=self._run_time,
-            )
+            try:
+                outcome = await _settled(recording)
+                row = records.with_outcome(
+                    admitted.row,
+                    outcome,
+                    archived.archived_at if archived else self._run_time,
+                    message_count=message_count,
+                    last_seen_at=self._run_time,
+                )
+            except BaseException:
+                if transcript is not None:
+                    transcript.discard()
+                raise
         except AuthError:
             raise
         except BadRecord as exc:
@@ -134,18 +143,29 @@ class CallArchiver:
             reason = f"call {call_id}: internal error {type(exc).__name__}: {exc}"
             self._ledger.problem(ProblemKind.CALL_FAILED, reason, book, call_id=call_id)
             return
-        partition.add_call(row, message_rows)
-        self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=message_rows is None)
+        try:
+            partition.add_call(row, None if transcript is None else transcript.rows())
+        finally:
+            if transcript is not None:
+                transcript.discard()
+        self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=transcript is None)
 
     async def _transcript(
         self, call_id: str, partition: Partition, archived: ArchivedCall | None
-    ) -> tuple[list[dict[str, Any]] | None, int]:
-        """The call's message rows and count; rows None when the archived transcript is re-used."""
+    ) -> tuple[Transcript | None, int]:
+        """The call's transcript and message count; None when the archived transcript is re-used."""
         if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
             assert archived is not None and archived.message_count is not None
             return None, archived.message_count
-        message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
-        return message_rows, len(message_rows)
+        transcript = Transcript(call_id, self._spool_dir)
+        try:
+            # Rows are made page by page: a call holds one page of raw messages at a time.
+            async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
+                transcript.add_page(page)
+        except BaseException:
+            transcript.discard()
+            raise
+        return transcript, transcript.count
 
     async def _recording(
         self,
@@ -167,12 +187,6 @@ class CallArchiver:
         outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
-
-    async def _fetch_messages(self, call_id: str) -> list[Any]:
-        messages: list[Any] = []
-        async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
-            messages.extend(page)
-        return messages
 
 
 # A call's recording task never outlives the call: the call's slot, lent to the fetch, is given back

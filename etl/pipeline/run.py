@@ -174,6 +174,7 @@ class Run:
             run_time=started,
             message_page_size=settings.message_page_size,
             recording_give_up=timedelta(days=settings.recording_give_up_days),
+            spool_dir=spool_dir,
         )
 
     async def execute(self, command: Command) -> RunSummary:

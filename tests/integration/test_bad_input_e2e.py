@@ -94,7 +94,9 @@ def test_bad_answers_cost_one_day_or_one_call_each(start_simulator: StartSimulat
     assert sim.stats()["requests"]["list_calls"] < 40 + 20
 
 
-def test_misbehaving_pages_still_give_one_row_per_call(start_simulator: StartSimulator, tmp_path: Path) -> None:
+def test_misbehaving_pages_still_give_one_row_per_call(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
     sim = start_simulator(
         calls=160,
         seed=12,
@@ -115,7 +117,9 @@ def test_misbehaving_pages_still_give_one_row_per_call(start_simulator: StartSim
     assert record["calls_archived"] == len(Expected(sim.truth()).archived)
 
 
-def test_an_oversized_recording_costs_its_recording_only(start_simulator: StartSimulator, tmp_path: Path) -> None:
+def test_an_oversized_recording_costs_its_recording_only(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
     sim = start_simulator(calls=16, seed=3, days=1, huge_recording_bytes=3 * MIB)
     huge = next(t["call_id"] for t in sim.truth() if t["recording"].get("bytes") == 3 * MIB)
     dest = tmp_path / "archive"

@@ -56,8 +56,12 @@ def _iso(moment: datetime) -> str:
 
 timestamps = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
-).map(_iso) | st.sampled_from(["2026-03-02T10:00:00.123456789Z", "2026-03-02 10:00", "2026-03-02T10:00+14:00"])
-durations = st.floats(min_value=-1e20, max_value=1e20).map(lambda s: f"{s:f}s") | st.sampled_from(["300s", "1e3s"])
+).map(_iso) | st.sampled_from(
+    ["2026-03-02T10:00:00.123456789Z", "2026-03-02 10:00", "2026-03-02T10:00+14:00"]
+)
+durations = st.floats(min_value=-1e20, max_value=1e20).map(lambda s: f"{s:f}s") | st.sampled_from(
+    ["300s", "1e3s"]
+)
 
 
 def field(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -166,7 +170,9 @@ def test_any_tombstone_page_is_read_or_counted_unreadable(items: list[Any]) -> N
 
 @pytest.mark.parametrize("depth", [50, 400, 900])
 def test_deep_but_decodable_nesting_is_a_row_or_a_quarantine_entry(depth: int, spool_dir: Path) -> None:
-    text = '{"callId":"c1","created":"2026-03-02T10:00:00Z","ended":null,"x":' + "[" * depth + "]" * depth + "}"
+    text = (
+        '{"callId":"c1","created":"2026-03-02T10:00:00Z","ended":null,"x":' + "[" * depth + "]" * depth + "}"
+    )
     raw = json.loads(text)
     try:
         rows = _call_outcome(raw)
