@@ -34,7 +34,6 @@ from etl.api.responses import (
     retry_after,
     small_copy,
     stream_into,
-    with_body,
 )
 from etl.config import Settings
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
@@ -198,9 +197,8 @@ class ApiClient:
             async with next(self._next_pool).stream("GET", url) as streamed:
                 if streamed.status_code == 200:
                     body = await read_capped(streamed, self._options.max_page_bytes, url)
-                    response = with_body(streamed, body)
-                else:
-                    response = await small_copy(streamed, url)
+                    return parse_json(streamed, body)
+                response = await small_copy(streamed, url)
             self._raise_for_status(response)
             if response.status_code != 200:
                 raise FatalError(

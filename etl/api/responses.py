@@ -130,8 +130,9 @@ def with_body(response: httpx.Response, body: bytes) -> httpx.Response:
     return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
 
 
-def parse_json(response: httpx.Response) -> Any:
-    body = response.content
+def parse_json(response: httpx.Response, body: bytes | None = None) -> Any:
+    """`body` (default: the read response's content) as JSON; FatalError with a reason if it is not."""
+    body = response.content if body is None else body
     try:
         return json.loads(body)
     except RecursionError:
