@@ -201,9 +201,8 @@ class ApiOrigin(Origin):
         if self.roll("shuffle", request.target) < self.config.next_query_shuffle_rate:
             # The query back in another order, with a parameter the client never sent: a cursor
             # link is opaque, to be followed as given.
-            params = [*reversed(params), ("format", "json")]
-        link = page_url(host, request.path, params, encode_cursor(cursor))
-        return link
+            params = [*reversed([p for p in params if p[0] != "format"]), ("format", "json")]
+        return page_url(host, request.path, params, encode_cursor(cursor))
 
     def _short(self, request: Request, size: int) -> int:
         """A page size far below the one asked for, on some pages (short_page_rate)."""
