@@ -50,7 +50,10 @@ def parse_timestamp(value: Any, *, field: str = "timestamp") -> datetime:
         raise BadRecord(f"{field}: not a valid timestamp: {show(value)}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is a moment before the first one a datetime holds
+        raise BadRecord(f"{field}: out of range in UTC: {show(value)}") from None
 
 
 def parse_duration_s(value: Any, *, field: str = "duration") -> float:

@@ -54,11 +54,16 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+ODD_TIMESTAMPS = [
+    "2026-03-02T10:00:00.123456789Z",
+    "2026-03-02 10:00",
+    "2026-03-02T10:00+14:00",
+    "0001-01-01T00:00+14:00",  # before the first moment a datetime can hold, once in UTC
+    "9999-12-31T23:59-14:00",
+]
 timestamps = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
-).map(_iso) | st.sampled_from(
-    ["2026-03-02T10:00:00.123456789Z", "2026-03-02 10:00", "2026-03-02T10:00+14:00"]
-)
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+).map(_iso) | st.sampled_from(ODD_TIMESTAMPS)
 durations = st.floats(min_value=-1e20, max_value=1e20).map(lambda s: f"{s:f}s") | st.sampled_from(
     ["300s", "1e3s"]
 )
