@@ -110,3 +110,42 @@ def test_a_call_listed_twice_is_archived_once_and_counted(tmp_path: Path) -> Non
 
     assert summary.calls_archived == 2 and summary.calls_listed_twice == 1 and summary.complete
     assert run_record(root)["calls_listed_twice"] == 1
+
+
+def test_a_long_transcript_goes_through_its_spool_whole_and_in_order(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from etl.pipeline.transcript import MEMORY_ROWS
+
+    total = MEMORY_ROWS * 2 + 7
+    messages = [{"role": "MESSAGE_ROLE_USER", "text": f"m{n}"} for n in range(total)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/")
+        if path == "calls":
+            return last_page(calls_of(DAY1, "long"))
+        if path == "deleted_calls":
+            return last_page([])
+        start = int(request.url.params.get("cursor", "0"))
+        stop = min(total, start + 500)
+        more = f"https://api.test/api/{path}?cursor={stop}" if stop < total else None
+        return httpx.Response(200, json={"next": more, "results": messages[start:stop]})
+
+    async def one_run() -> RunSummary:
+        settings = Settings(api_key=Secret(API_KEY), api_base_url="https://api.test/api", dest=str(root))
+        async with ApiClient(
+            ClientOptions.from_settings(settings), transport=httpx.MockTransport(answer)
+        ) as c:
+            spool = tmp_path / "spool"
+            spool.mkdir()
+            run = Run(settings, client=c, storage=LocalStorage(root), spool_dir=spool, now=lambda: NOW)
+            summary = await run.execute(backfill(DAY1, DAY1))
+            assert not list(spool.iterdir())  # the call's spool file went with it
+            return summary
+
+    root = tmp_path / "archive"
+    summary = asyncio.run(one_run())
+    assert summary.complete and summary.messages_archived == total
+    table = pq.read_table(root / "messages" / f"call_date={DAY1}" / "data.parquet")
+    assert table.column("message_index").to_pylist() == list(range(total))
+    assert table.column("text").to_pylist() == [f"m{n}" for n in range(total)]
