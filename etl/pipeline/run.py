@@ -40,7 +40,7 @@ from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.api.transfer_guard import TransferLimits
 from etl.config import Settings
-from etl.errors import ArchiverError, AuthError, StorageError
+from etl.errors import ArchiverError, AuthError, ConfigError, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.partition import Partition
@@ -182,14 +182,28 @@ class Run:
         its kind), a bug that escaped every per-call and per-day net, even an interruption."""
         try:
             return await self._execute(command)
-        except BaseException as exc:
-            # Cancelled or interrupted (KeyboardInterrupt, SystemExit): the record still goes out,
-            # written synchronously because the event loop may be going away.
-            self.summary.fatal_error = f"interrupted ({type(exc).__name__})"
-            self.summary.fatal_error_kind = "interrupted"
-            self._finish_summary()
-            self._write_run_records()
+        except ConfigError as exc:
+            # From planning (a first sync without --since): a usage error, which the CLI reports.
+            self._stopped(str(exc), "config")
             raise
+        except Exception as exc:
+            # A bug that got past the per-call and per-day nets: the run stops, but says so in its
+            # record (exit 3), and the days it did not publish stay open for the next run.
+            leaf = _first_leaf(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            log.error("run stopped by an internal error", exc_info=leaf)
+            message = self._settings.api_key.redact(str(leaf))[:500]
+            self._stopped(f"internal error {type(leaf).__name__}: {message}", "internal")
+            return self.summary
+        except BaseException as exc:
+            # Cancelled or interrupted (KeyboardInterrupt, SystemExit): the record still goes out.
+            self._stopped(f"interrupted ({type(exc).__name__})", "interrupted")
+            raise
+
+    def _stopped(self, error: str, kind: str) -> None:
+        # Written synchronously: after an interruption the event loop may be going away.
+        self.summary.fatal_error, self.summary.fatal_error_kind = error, kind
+        self._finish_summary()
+        self._write_run_records()
 
     async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
@@ -212,14 +226,6 @@ class Run:
             summary.fatal_error = str(leaf)
             summary.fatal_error_kind = "auth" if isinstance(leaf, AuthError) else "storage"
             log.error("run stopped", extra={"error": summary.fatal_error})
-        except* Exception as group:
-            # A bug that got past the per-call and per-day nets: the run stops, but says so in its
-            # record (exit 3), and the days it did not publish stay open for the next run.
-            leaf = _first_leaf(group)
-            log.error("run stopped by an internal error", exc_info=leaf)
-            message = self._settings.api_key.redact(str(leaf))[:500]
-            summary.fatal_error = f"internal error {type(leaf).__name__}: {message}"
-            summary.fatal_error_kind = "internal"
         self._finish_summary()
         await asyncio.to_thread(self._write_run_records)
         return summary
