@@ -44,6 +44,8 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         f"  api requests        {summary.api_requests} ({summary.rate_limited} rate-limited, "
         f"{summary.retries} retries)",
     ]
+    if summary.calls_listed_twice:
+        lines.append(f"  listed twice        {summary.calls_listed_twice} calls (archived once)")
     for locked in summary.partitions_locked:
         lines.append(f"  skipped {locked}")
     if summary.fatal_error:

@@ -16,7 +16,7 @@ from support.api_objects import last_page, listed_call
 from etl.api.client import ApiClient, ClientOptions
 from etl.config import Settings
 from etl.pipeline.run import Command, Run, backfill
-from etl.reporting.report import EXIT_FATAL, exit_code
+from etl.reporting.report import EXIT_FATAL, exit_code, format_summary
 from etl.reporting.summary import RunSummary
 from etl.secrets import Secret
 from etl.storage import LocalStorage, Storage
@@ -110,6 +110,7 @@ def test_a_call_listed_twice_is_archived_once_and_counted(tmp_path: Path) -> Non
 
     assert summary.calls_archived == 2 and summary.calls_listed_twice == 1 and summary.complete
     assert run_record(root)["calls_listed_twice"] == 1
+    assert "listed twice        1 calls (archived once)" in format_summary(summary, str(root))
 
 
 def test_a_long_transcript_goes_through_its_spool_whole_and_in_order(tmp_path: Path) -> None:
