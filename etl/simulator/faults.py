@@ -13,11 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 Action = Literal[
-    "status", "not_json", "reset", "delay", "deep_json", "huge_json", "gzip_bomb", "endless_next", "bad_next"
+    "status",
+    "not_json",
+    "reset",
+    "delay",
+    "deep_json",
+    "huge_json",
+    "gzip_bomb",
+    "endless_next",
+    "bad_next",
+    "trickle",
 ]
 # deep_json: a page nested deeper than any decoder's recursion limit; huge_json: a valid page of
 # `bytes` bytes; gzip_bomb: `bytes` of JSON whitespace gzip-encoded (~1/1000 the size on the wire);
-# endless_next: an empty page whose `next` is new every time; bad_next: a `next` with a control char.
+# endless_next: an empty page whose `next` is new every time; bad_next: a `next` with a control char;
+# trickle: a 200 of `bytes` bytes of audio sent 512 bytes every 0.25 s (within any read timeout).
 ACTIONS: tuple[Action, ...] = (
     "status",
     "not_json",
@@ -28,6 +38,7 @@ ACTIONS: tuple[Action, ...] = (
     "gzip_bomb",
     "endless_next",
     "bad_next",
+    "trickle",
 )
 
 _FRACTIONS = (

@@ -122,12 +122,22 @@ def _bad_next(rule: Rule, link_base: str, target: str) -> Response:
     return json_response(200, {"next": link, "previous": None, "results": [], "total": 0})
 
 
+def _trickle(rule: Rule, link_base: str, target: str) -> Response:
+    async def slowly() -> AsyncIterator[bytes | memoryview]:
+        for start in range(0, rule.bytes, 512):
+            await asyncio.sleep(0.25)
+            yield bytes(min(512, rule.bytes - start))
+
+    return Response(200, [("Content-Type", "audio/wav")], stream=slowly(), content_length=rule.bytes)
+
+
 _BAD_INPUT = {
     "deep_json": _deep_json,
     "huge_json": _huge_json,
     "gzip_bomb": _gzip_bomb,
     "endless_next": _endless_next,
     "bad_next": _bad_next,
+    "trickle": _trickle,
 }
 
 

@@ -8,6 +8,7 @@ does now and then (a call listed twice across pages, gzip, short pages, reordere
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -134,3 +135,23 @@ def test_an_oversized_recording_costs_its_recording_only(
     archive.calls = [r for r in archive.calls if r["call_id"] != huge]
     archive.messages = [r for r in archive.messages if r["call_id"] != huge]
     assert_matches_truth(archive, Expected(sim.truth(), excluded={huge}))
+
+
+def test_a_trickling_recording_transfer_is_dropped_and_retried(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(calls=12, seed=3, days=1)
+    slow = next(t["call_id"] for t in sim.truth() if t["recording"]["status"] == "ready")
+    # Whichever way its audio comes (a redirect to storage, or the API's own 200), the first
+    # transfer trickles: 2 KiB/s, each read well within the read timeout, 1 MiB in all.
+    path = f"(/recordings/{slow}\\.wav|/api/calls/{slow}/recording)"
+    sim.configure(rules=[{"path": path, "action": "trickle", "times": 1, "bytes": MIB}])
+    dest = tmp_path / "archive"
+    config = write_config(tmp_path / "a.toml", min_transfer_kib_s=64, transfer_window_s=1)
+    started = time.monotonic()
+    code, output = backfill(sim, dest, config)
+
+    assert code == 0, output
+    assert_matches_truth(read_archive(str(dest)), Expected(sim.truth()))
+    assert time.monotonic() - started < 60  # not the 8+ minutes the trickle would take
+    assert _run_record(dest)["retries"] >= 1
