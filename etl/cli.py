@@ -116,6 +116,31 @@ def settings_options(func: F) -> F:
             "exits 1 (partial); the next run continues. Default: no limit.",
         ),
         setting_option(
+            "--max-page-mib",
+            setting="max_page_mib",
+            type=float,
+            help="Largest JSON page (decoded) read; a larger one fails its day or its call.",
+        ),
+        setting_option(
+            "--max-pages-per-listing",
+            setting="max_pages_per_listing",
+            type=int,
+            help="Most pages one listing (a day's calls, a call's messages) may have.",
+        ),
+        setting_option(
+            "--max-recording-mib",
+            setting="max_recording_mib",
+            type=float,
+            help="Largest recording archived (0: no cap); a larger one is reported failed.",
+        ),
+        setting_option(
+            "--min-transfer-kib-s",
+            setting="min_transfer_kib_s",
+            type=float,
+            help="Slowest recording transfer tolerated over transfer_window_s (0: no minimum); "
+            "a slower one is dropped and retried.",
+        ),
+        setting_option(
             "--config",
             setting="config_file",
             type=click.Path(dir_okay=False, path_type=Path),

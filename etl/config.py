@@ -26,6 +26,8 @@ DEFAULT_API_BASE_URL = "https://api.ultravox.ai/api"
 DEFAULT_DEST = "./archive"
 # The longest wait one `Retry-After` may impose (see Settings.retry_after_max_s).
 DEFAULT_RETRY_AFTER_MAX_S = 60.0
+DEFAULT_MAX_PAGE_MIB = 16.0
+DEFAULT_MAX_PAGES_PER_LISTING = 10_000
 
 # Environment variable for each setting that has one. Flags win over these, these over the file.
 ENV_VARS: Mapping[str, str] = {
@@ -44,6 +46,10 @@ ENV_VARS: Mapping[str, str] = {
     "retry_budget": "ARCHIVER_RETRY_BUDGET",
     "max_run_time_s": "ARCHIVER_MAX_RUN_TIME_S",
     "since": "ARCHIVER_SINCE",
+    "max_page_mib": "ARCHIVER_MAX_PAGE_MIB",
+    "max_pages_per_listing": "ARCHIVER_MAX_PAGES_PER_LISTING",
+    "max_recording_mib": "ARCHIVER_MAX_RECORDING_MIB",
+    "min_transfer_kib_s": "ARCHIVER_MIN_TRANSFER_KIB_S",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -107,6 +113,20 @@ class Settings:
     max_run_time_s: float | None = None
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
+    # A JSON page (listing or transcript) larger than this, decoded, fails its day or its call: a
+    # broken API or a gzip bomb must not grow the process. A page of 100 calls is well under 1 MiB.
+    max_page_mib: float = DEFAULT_MAX_PAGE_MIB
+    # A listing (a day's calls, a call's messages) of more pages than this fails that day or call:
+    # an API that hands out `next` links for ever must not keep the run for ever.
+    max_pages_per_listing: int = DEFAULT_MAX_PAGES_PER_LISTING
+    # A recording larger than this is not archived (recording_status failed): an hour of 48 kHz
+    # stereo is ~660 MiB, so this is far past any real call. 0: no cap.
+    max_recording_mib: float = 2048.0
+    # A recording transfer slower than this over `transfer_window_s` is dropped and retried: a
+    # trickling server would otherwise hold a download slot for hours within the read timeout.
+    # 0: no minimum.
+    min_transfer_kib_s: float = 16.0
+    transfer_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -158,6 +178,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:
         raise ConfigError("--recording-give-up-days must not be negative")
+    if settings.max_page_mib <= 0 or settings.max_pages_per_listing < 1:
+        raise ConfigError("--max-page-mib must be positive and --max-pages-per-listing at least 1")
+    if settings.max_recording_mib < 0 or settings.min_transfer_kib_s < 0 or settings.transfer_window_s <= 0:
+        raise ConfigError(
+            "--max-recording-mib and --min-transfer-kib-s must not be negative, transfer_window_s positive"
+        )
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}

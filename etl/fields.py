@@ -28,6 +28,7 @@ _TIMESTAMP = re.compile(
 # Protobuf JSON duration, as in the OpenAPI pattern: "300s", "245.5s", "-1.5s".
 _DURATION = re.compile(r"-?\d+(\.\d+)?s")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_timestamp(value: Any, *, field: str = "timestamp") -> datetime:
@@ -49,7 +50,10 @@ def parse_timestamp(value: Any, *, field: str = "timestamp") -> datetime:
         raise BadRecord(f"{field}: not a valid timestamp: {show(value)}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is a moment before the first one a datetime holds
+        raise BadRecord(f"{field}: out of range in UTC: {show(value)}") from None
 
 
 def parse_duration_s(value: Any, *, field: str = "duration") -> float:
@@ -57,7 +61,7 @@ def parse_duration_s(value: Any, *, field: str = "duration") -> float:
     if isinstance(value, bool):
         raise BadRecord(f"{field}: not a duration: {show(value)}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if not _finite(value):
             raise BadRecord(f"{field}: not a finite duration: {show(value)}")
         return float(value)
     if not isinstance(value, str) or not _DURATION.fullmatch(value):
@@ -97,6 +101,9 @@ def integer(value: Any, field: str) -> int:
     # bool is an int subclass in Python; JSON true is not a count.
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadRecord(f"{field}: expected an integer, got {kind(value)}")
+    # The columns are int64: a larger value would fail the whole Parquet batch, not this record.
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadRecord(f"{field}: {show(value)} does not fit in 64 bits")
     return value
 
 
@@ -109,9 +116,18 @@ def int32(value: Any, field: str) -> int:
 
 
 def number(value: Any, field: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    if not isinstance(value, int | float) or isinstance(value, bool) or not _finite(value):
         raise BadRecord(f"{field}: expected a finite number, got {show(value)}")
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    # An integer beyond a float's range is as unstorable in a float64 column as an infinity
+    # (math.isfinite raises OverflowError for it).
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def string_map(value: Any, field: str) -> dict[str, str]:

@@ -37,6 +37,7 @@ class ProblemKind(StrEnum):
     LISTING_FAILED = "listing_failed"  # a day's listing broke off: nothing of the day was published
     LEASE_LOST = "lease_lost"  # another run took the day over: nothing of the day was published
     UNFINISHED = "unfinished"  # the run reached --max-run-time before listing the whole day
+    DAY_FAILED = "day_failed"  # an unexpected error while archiving a day: the day stays open
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,29 @@
 The API returns absolute `next` URLs and we follow them as given (cursors are opaque). Because every
 request carries the API key, a `next` URL on any origin but the API's is refused: following it would
 send the key to a stranger. A `next` URL seen before means the server is looping; we fail loudly
-rather than archive forever.
+rather than archive forever. "Seen before" compares URLs with their query parameters sorted, so a loop
+whose links come back with the parameters reordered is caught too; a loop that never repeats itself
+(a fresh cursor on every empty page) is stopped by the cap on pages per listing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from etl.errors import FatalError
 
+# Whitespace and control characters are never part of a URL; httpx refuses them (InvalidURL).
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# Far beyond any cursor link; a longer `next` is garbage, and every one seen is kept for loop checks.
+_MAX_NEXT_URL_CHARS = 8192
+
 
 def origin_of(url: str) -> tuple[str, str]:
+    """(scheme, host:port) of `url`; ValueError for a URL that has none (a bad port, a bad IPv6 host)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -25,13 +34,22 @@ def origin_of(url: str) -> tuple[str, str]:
     return scheme, f"{host}:{port}"
 
 
+def _canonical(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    parts = urlsplit(url)
+    return parts.netloc.lower(), parts.path, tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+
+
 @dataclass
 class Paginator:
     """Tracks one paginated listing. `advance(page)` returns the next URL or None when done."""
 
     api_origin: tuple[str, str]
     description: str
-    seen: set[str] = field(default_factory=set)
+    # A listing longer than this many pages fails (that day, or that call), never the run: an API
+    # that keeps handing out `next` links must not keep the run, or its memory, for ever.
+    max_pages: int = 10_000
+    seen: set[tuple[str, str, tuple[tuple[str, str], ...]]] = field(default_factory=set)
+    pages: int = 0
 
     def results(self, page: object) -> list[Any]:
         if not isinstance(page, Mapping):
@@ -42,17 +60,32 @@ class Paginator:
         return results
 
     def advance(self, page: Mapping[str, Any]) -> str | None:
+        self.pages += 1
         next_url = page.get("next")
         if next_url is None or next_url == "":
             return None
         if not isinstance(next_url, str):
             raise FatalError(f"{self.description}: 'next' is not a URL string")
-        if origin_of(next_url) != self.api_origin:
+        if len(next_url) > _MAX_NEXT_URL_CHARS or _NOT_IN_URLS.search(next_url):
+            raise FatalError(
+                f"{self.description}: 'next' is not a valid URL (too long, or control characters)"
+            )
+        try:
+            origin = origin_of(next_url)
+        except ValueError:
+            raise FatalError(f"{self.description}: 'next' is not a valid URL (bad host or port)") from None
+        if origin != self.api_origin:
             raise FatalError(
                 f"{self.description}: refusing to follow a 'next' URL on another origin "
                 f"({origin_of(next_url)[1]}); the API key is only ever sent to the API"
             )
-        if next_url in self.seen:
+        canonical = _canonical(next_url)
+        if canonical in self.seen:
             raise FatalError(f"{self.description}: the API returned the same 'next' URL twice (a loop)")
-        self.seen.add(next_url)
+        if self.pages >= self.max_pages:
+            raise FatalError(
+                f"{self.description}: more than {self.max_pages} pages (max_pages_per_listing); "
+                "the API keeps handing out 'next' links"
+            )
+        self.seen.add(canonical)
         return next_url

@@ -54,7 +54,21 @@ _JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":
 
 
 def _raw_json(value: Mapping[str, Any]) -> str:
-    return _JSON.encode(value)
+    """The whole API object as JSON text; BadRecord for one no table can hold.
+
+    Every string of a row comes from this object, so checking its text once covers them all: a
+    lone surrogate (the API may send the escape "\\ud800") cannot be written as UTF-8 to Parquet.
+    """
+    try:
+        text = _JSON.encode(value)
+    except RecursionError:
+        raise BadRecord("nested too deeply to store") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRecord("holds a string that is not valid Unicode (a lone surrogate)") from None
+    return text
 
 
 # --- calls ---------------------------------------------------------------------------------------
@@ -188,14 +202,15 @@ def _recording_fields(recording: RecordingOutcome) -> dict[str, Any]:
 # --- messages ------------------------------------------------------------------------------------
 
 
-def message_rows(call_id: str, messages: Iterable[Any]) -> list[dict[str, Any]]:
+def message_rows(call_id: str, messages: Iterable[Any], *, first_index: int = 0) -> list[dict[str, Any]]:
     """Rows of the `messages` table for one call, in the order given (the conversation order).
 
-    message_index is the position in `messages`, which must be the whole transcript across pages;
-    the older revision's `ordinal` is kept in raw_json only.
+    message_index is the position in the whole transcript across pages: `first_index` is that of
+    the first of `messages` (a page's rows are made as the page arrives); the older revision's
+    `ordinal` is kept in raw_json only.
     """
     rows = []
-    for index, message in enumerate(messages):
+    for index, message in enumerate(messages, first_index):
         # Messages are dicts, and isinstance against the Mapping ABC is slow: test the type first.
         if type(message) is not dict and not isinstance(message, Mapping):
             raise BadRecord(f"message {index} of call {call_id} is not an object", record=message)

@@ -33,14 +33,21 @@ from etl.api.responses import (
     declared_length,
     detail,
     parse_json,
+    read_capped,
     redact_url,
     retry_after,
+    small_copy,
     stream_into,
 )
 from etl.api.retry_budget import RetryBudget
 from etl.api.storage_transport import direct_storage_transport
 from etl.api.threads import in_thread
-from etl.config import DEFAULT_RETRY_AFTER_MAX_S, Settings
+from etl.config import (
+    DEFAULT_MAX_PAGE_MIB,
+    DEFAULT_MAX_PAGES_PER_LISTING,
+    DEFAULT_RETRY_AFTER_MAX_S,
+    Settings,
+)
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.pagination import Paginator, origin_of
 from etl.secrets import Secret
@@ -95,7 +102,9 @@ class ClientOptions:
     max_attempts: int
     retry_initial_s: float
     retry_max_s: float
-    # Defaults to Settings' own default, so that options built by hand (tests) need not name it.
+    # Default to Settings' own defaults, so that options built by hand (tests) need not name them.
+    max_page_bytes: int = int(DEFAULT_MAX_PAGE_MIB * 1024 * 1024)
+    max_pages_per_listing: int = DEFAULT_MAX_PAGES_PER_LISTING
     retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
 
     @classmethod
@@ -110,6 +119,8 @@ class ClientOptions:
             max_attempts=settings.max_attempts,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
+            max_page_bytes=int(settings.max_page_mib * 1024 * 1024),
+            max_pages_per_listing=settings.max_pages_per_listing,
             retry_after_max_s=settings.retry_after_max_s,
         )
 
@@ -202,8 +213,13 @@ class ApiClient:
 
         async def attempt() -> Any:
             await self.limiter.acquire()
-            # JSON pages are small: read whole, unlike recordings.
-            response = await next(self._next_pool).get(url)
+            # JSON pages are read whole, unlike recordings, but never more than the cap (decoded
+            # bytes: a gzip bomb stops there too), and an error answer only as far as its `detail`.
+            async with next(self._next_pool).stream("GET", url) as streamed:
+                if streamed.status_code == 200:
+                    body = await read_capped(streamed, self._options.max_page_bytes, url)
+                    return parse_json(streamed, body)
+                response = await small_copy(streamed, url)
             self._raise_for_status(response)
             if response.status_code != 200:
                 raise FatalError(
@@ -218,7 +234,7 @@ class ApiClient:
         self, path: str, params: Mapping[str, str | int], *, description: str
     ) -> AsyncIterator[list[Any]]:
         """Every page's `results` of a paginated listing, following `next` URLs as given."""
-        paginator = Paginator(self._origin, description)
+        paginator = Paginator(self._origin, description, max_pages=self._options.max_pages_per_listing)
         url: str | None = self.url(path)
         first = True
         while url is not None:
@@ -253,9 +269,8 @@ class ApiClient:
                     size = await stream_into(response, sink, url)
                     return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
                 # Small bodies: reading them lets the connection go back to the pool; closing a
-                # response with its body unread closes the connection too.
-                await response.aread()
-                return self._recording_answer(response, url)
+                # response with its body unread closes the connection too. Capped: see small_copy.
+                return self._recording_answer(await small_copy(response, url), url)
             finally:
                 await response.aclose()
 

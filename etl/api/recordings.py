@@ -21,6 +21,7 @@ from etl.api.budget import BufferPool
 from etl.api.client import AnswerKind, ApiClient
 from etl.api.recording_sink import RecordingSink
 from etl.api.threads import in_thread
+from etl.api.transfer_guard import GuardedSink, TransferGuard, TransferLimits
 from etl.errors import ArchiverError, SignedUrlRejected
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
@@ -54,6 +55,7 @@ class RecordingFetcher:
         *,
         buffers: BufferPool,
         download_slots: asyncio.Semaphore,
+        limits: TransferLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stop_polling: Callable[[], bool] = lambda: False,
@@ -65,6 +67,7 @@ class RecordingFetcher:
         self._policy = policy
         self._buffers = buffers
         self._download_slots = download_slots
+        self._limits = limits or TransferLimits(max_bytes=None, min_bytes_per_s=0.0, window_s=60.0)
         self._clock = clock
         self._sleep = sleep
 
@@ -84,10 +87,13 @@ class RecordingFetcher:
         deadline: float | None = None
         refreshes = 0
         sink = RecordingSink(self._storage, recording_key(call_date, call_id))
+        # The bytes pass the size cap and the minimum rate on their way in; the buffer, finish and
+        # cancel go to the sink itself.
+        guarded = GuardedSink(sink, TransferGuard(self._limits, clock=self._clock))
         try:
             while True:
                 answer = await self._client.request_recording(
-                    call_id, sink, before_body=lambda length: self._lend_buffer(sink, length)
+                    call_id, guarded, before_body=lambda length: self._lend_buffer(sink, length)
                 )
                 if answer.kind is AnswerKind.NOT_ENABLED:
                     return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
@@ -115,7 +121,7 @@ class RecordingFetcher:
                         async with self._download_slots:
                             await self._client.download(
                                 answer.location,
-                                sink,
+                                guarded,
                                 before_body=lambda length: self._lend_buffer(sink, length),
                                 on_cancel=sink.cancel,
                             )

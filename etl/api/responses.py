@@ -1,7 +1,8 @@
 """Reading httpx responses, and the one place httpx's exceptions become ours.
 
 Everything here is about one response at a time: streaming its body into a sink with a length
-check, parsing JSON, the API's `detail`, `Retry-After`, and URLs fit for messages.
+check, reading a JSON page or an error body within a size cap, parsing JSON, the API's `detail`,
+`Retry-After`, and URLs fit for messages.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from etl.api.threads import in_thread
 from etl.errors import FatalError, RetriableError
 
 _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# An error answer is read for its `detail` only: a few KiB say all there is to say, and a broken
+# gateway's endless error page must not be held in memory.
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 class BlockingSink(Protocol):
@@ -58,6 +62,9 @@ def converted_errors(url: str, *, keep_query: bool = True) -> Iterator[None]:
     there is a reset like any other and must be retried like one."""
     try:
         yield
+    except httpx.InvalidURL:
+        # Not an HTTPError: raised for a URL httpx cannot send (a control character in a `next`).
+        raise FatalError(f"GET {redact_url(url, keep_query=False)}: not a valid URL") from None
     except httpx.HTTPError as exc:
         where = f"GET {redact_url(url, keep_query=keep_query)}"
         if isinstance(exc, httpx.TimeoutException):
@@ -124,11 +131,65 @@ def _write_all(sink: BlockingSink, chunks: list[bytes]) -> None:
         sink.write(chunk)
 
 
-def parse_json(response: httpx.Response) -> Any:
-    body = response.content
+async def read_capped(response: httpx.Response, limit: int, url: str) -> bytes:
+    """The whole decoded body of a streamed response, refusing (FatalError) one larger than `limit`
+    bytes. httpx decodes gzip, deflate and brotli as it reads, so the cap holds on what decompression
+    produces (a gzip bomb stops at `limit`, give or take one network read's expansion), not on the
+    bytes on the wire."""
+    encoded = response.headers.get("content-encoding", "identity") != "identity"
+    declared = None if encoded else response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(url, limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in response.aiter_bytes():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(url, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(url: str, limit: int) -> FatalError:
+    return FatalError(f"GET {redact_url(url, keep_query=False)}: the answer is larger than {limit} bytes")
+
+
+async def small_copy(response: httpx.Response, url: str, limit: int = ERROR_BODY_LIMIT) -> httpx.Response:
+    """A read copy of a streamed (error) response with at most `limit` bytes of its decoded body; the
+    rest is never read (closing the stream drops the connection rather than drain it)."""
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - received])
+        received += len(chunks[-1])
+        if received >= limit:
+            break
+    return with_body(response, b"".join(chunks))
+
+
+def with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read response: `response`'s status and headers with `body`, its decoded body as read."""
+    # The body is decoded already: the copy must not say it is encoded, or httpx would decode it again.
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+def parse_json(response: httpx.Response, body: bytes | None = None) -> Any:
+    """`body` (default: the read response's content) as JSON; FatalError with a reason if it is not."""
+    body = response.content if body is None else body
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RecursionError:
+        # Deeper than the interpreter's recursion limit: no record we archive is nested like that.
+        raise FatalError(
+            f"GET {redact_url(response.url)}: the answer is JSON nested too deeply to read"
+        ) from None
+    except (UnicodeDecodeError, ValueError):
+        # ValueError besides JSONDecodeError: an integer of more than 4,300 digits.
         content_type = response.headers.get("content-type", "?")
         raise FatalError(
             f"GET {redact_url(response.url)}: the answer is not JSON (Content-Type {content_type}, "
@@ -140,7 +201,7 @@ def detail(response: httpx.Response) -> str | None:
     """The API's `{"detail": ...}` of an error answer, cut short, if the body has one."""
     try:
         data = json.loads(response.content)
-    except (UnicodeDecodeError, json.JSONDecodeError, httpx.ResponseNotRead):
+    except (UnicodeDecodeError, ValueError, RecursionError, httpx.ResponseNotRead):
         return None
     found = data.get("detail") if isinstance(data, dict) else None
     return str(found)[:300] if found is not None else None

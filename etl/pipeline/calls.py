@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from etl import records
@@ -18,6 +19,7 @@ from etl.errors import ArchiverError, AuthError, BadRecord
 from etl.merge import ArchivedCall, transcript_is_reusable
 from etl.model import ProblemKind, RecordingOutcome, RecordingStatus
 from etl.pipeline.partition import Partition
+from etl.pipeline.transcript import Transcript
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.storage.base import Storage
 
@@ -50,6 +52,7 @@ class CallArchiver:
         message_page_size: int,
         recording_give_up: timedelta,
         stop_new_work: Callable[[], bool] = lambda: False,
+        spool_dir: Path,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -60,9 +63,11 @@ class CallArchiver:
         self._recording_give_up = recording_give_up
         # True once the run's deadline has passed: no recording is asked for after it.
         self._stop_new_work = stop_new_work
+        self._spool_dir = spool_dir
 
     def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
-        """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
+        """Validate a listed call; quarantine what cannot be archived; skip what is still underway,
+        and what the day's listing has shown before (calls shift between page requests)."""
         day = book.day
         try:
             if not isinstance(raw, Mapping):
@@ -70,6 +75,11 @@ class CallArchiver:
             call_id = records.call_id_of(raw)
             if not _SAFE_CALL_ID.match(call_id):
                 raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
+            if call_id in book.listed_call_ids:
+                # The first sighting decided (archived, underway or quarantined): one row per call.
+                self._ledger.listed_twice(call_id)
+                return None
+            book.listed_call_ids.add(call_id)
             if records.call_date_of(raw) != day:
                 raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)
             # Build (and so validate) every column now, before spending requests on a call we could
@@ -77,6 +87,11 @@ class CallArchiver:
             row = records.call_row(raw, RecordingOutcome(RecordingStatus.PENDING), self._run_time)
         except BadRecord as exc:
             self._ledger.problem(ProblemKind.BAD_RECORD, exc.reason, book, call_id=_id_or_none(raw), raw=raw)
+            return None
+        except Exception as exc:  # a bug must cost one listed call, not the day or the run
+            log.exception("internal error admitting a call")
+            reason = f"internal error {type(exc).__name__} validating a listed call"
+            self._ledger.problem(ProblemKind.BAD_RECORD, reason, book, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
             self._ledger.underway(call_id, book)
@@ -99,19 +114,24 @@ class CallArchiver:
         recording = asyncio.create_task(self._recording(call, call_id, partition, archived, slot))
         try:
             try:
-                message_rows, message_count = await self._transcript(call_id, partition, archived)
+                transcript, message_count = await self._transcript(call_id, partition, archived)
             except BaseException:
                 # The call has failed: its recording is not wanted any more (the next run asks again).
                 await _cancelled(recording)
                 raise
-            outcome = await _settled(recording)
-            row = records.with_outcome(
-                admitted.row,
-                outcome,
-                archived.archived_at if archived else self._run_time,
-                message_count=message_count,
-                last_seen_at=self._run_time,
-            )
+            try:
+                outcome = await _settled(recording)
+                row = records.with_outcome(
+                    admitted.row,
+                    outcome,
+                    archived.archived_at if archived else self._run_time,
+                    message_count=message_count,
+                    last_seen_at=self._run_time,
+                )
+            except BaseException:
+                if transcript is not None:
+                    transcript.discard()
+                raise
         except AuthError:
             raise
         except BadRecord as exc:
@@ -126,18 +146,29 @@ class CallArchiver:
             reason = f"call {call_id}: internal error {type(exc).__name__}: {exc}"
             self._ledger.problem(ProblemKind.CALL_FAILED, reason, book, call_id=call_id)
             return
-        partition.add_call(row, message_rows)
-        self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=message_rows is None)
+        try:
+            partition.add_call(row, None if transcript is None else transcript.rows())
+        finally:
+            if transcript is not None:
+                transcript.discard()
+        self._ledger.archived(outcome, call_id, book, message_count, reused_transcript=transcript is None)
 
     async def _transcript(
         self, call_id: str, partition: Partition, archived: ArchivedCall | None
-    ) -> tuple[list[dict[str, Any]] | None, int]:
-        """The call's message rows and count; rows None when the archived transcript is re-used."""
+    ) -> tuple[Transcript | None, int]:
+        """The call's transcript and message count; None when the archived transcript is re-used."""
         if transcript_is_reusable(archived, partition.archived_message_counts[call_id]):
             assert archived is not None and archived.message_count is not None
             return None, archived.message_count
-        message_rows = records.message_rows(call_id, await self._fetch_messages(call_id))
-        return message_rows, len(message_rows)
+        transcript = Transcript(call_id, self._spool_dir)
+        try:
+            # Rows are made page by page: a call holds one page of raw messages at a time.
+            async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
+                transcript.add_page(page)
+        except BaseException:
+            transcript.discard()
+            raise
+        return transcript, transcript.count
 
     async def _recording(
         self,
@@ -164,12 +195,6 @@ class CallArchiver:
         outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
-
-    async def _fetch_messages(self, call_id: str) -> list[Any]:
-        messages: list[Any] = []
-        async for page in messages_of_call(self._client, call_id, page_size=self._message_page_size):
-            messages.extend(page)
-        return messages
 
 
 # A call's recording task never outlives the call: the call's slot, lent to the fetch, is given back

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class Partition:
 
     # -- during the run -------------------------------------------------------------------------------
 
-    def add_call(self, row: Mapping[str, Any], message_rows: list[dict[str, Any]] | None) -> None:
+    def add_call(self, row: Mapping[str, Any], message_rows: Iterable[Mapping[str, Any]] | None) -> None:
         """Add a call archived by this run; `message_rows` None means its archived transcript is
         re-used as it is."""
         call_id = row["call_id"]

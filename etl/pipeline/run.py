@@ -40,8 +40,9 @@ from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day, deleted_calls_of_day
 from etl.api.recordings import RecordingFetcher, RecordingPolicy
 from etl.api.retry_budget import RetryBudget
+from etl.api.transfer_guard import TransferLimits
 from etl.config import Settings
-from etl.errors import ArchiverError, AuthError, LeaseLost, StorageError
+from etl.errors import ArchiverError, AuthError, ConfigError, LeaseLost, StorageError
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.deadline import Deadline
@@ -167,6 +168,11 @@ class Run:
             _recording_policy(settings),
             buffers=recording_buffers(settings.audio_memory_mib * 1024 * 1024),
             download_slots=asyncio.Semaphore(settings.download_concurrency),
+            limits=TransferLimits.of(
+                max_recording_mib=settings.max_recording_mib,
+                min_transfer_kib_s=settings.min_transfer_kib_s,
+                window_s=settings.transfer_window_s,
+            ),
             clock=clock,
             stop_polling=self._deadline.passed,
         )
@@ -179,9 +185,38 @@ class Run:
             message_page_size=settings.message_page_size,
             recording_give_up=timedelta(days=settings.recording_give_up_days),
             stop_new_work=self._deadline.passed,
+            spool_dir=spool_dir,
         )
 
     async def execute(self, command: Command) -> RunSummary:
+        """Run `command`. The run record is written on every way out: a fatal error (recorded with
+        its kind), a bug that escaped every per-call and per-day net, even an interruption."""
+        try:
+            return await self._execute(command)
+        except ConfigError as exc:
+            # From planning (a first sync without --since): a usage error, which the CLI reports.
+            self._stopped(str(exc), "config")
+            raise
+        except Exception as exc:
+            # A bug that got past the per-call and per-day nets: the run stops, but says so in its
+            # record (exit 3), and the days it did not publish stay open for the next run.
+            leaf = _first_leaf(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            log.error("run stopped by an internal error", exc_info=leaf)
+            message = self._settings.api_key.redact(str(leaf))[:500]
+            self._stopped(f"internal error {type(leaf).__name__}: {message}", "internal")
+            return self.summary
+        except BaseException as exc:
+            # Cancelled or interrupted (KeyboardInterrupt, SystemExit): the record still goes out.
+            self._stopped(f"interrupted ({type(exc).__name__})", "interrupted")
+            raise
+
+    def _stopped(self, error: str, kind: str) -> None:
+        # Written synchronously: after an interruption the event loop may be going away.
+        self.summary.fatal_error, self.summary.fatal_error_kind = error, kind
+        self._finish_summary()
+        self._write_run_records()
+
+    async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
         summary.command = command.name
         try:
@@ -202,15 +237,21 @@ class Run:
                 stop_retrying.cancel()
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
-            summary.fatal_error = str(_first_leaf(group))
+            leaf = _first_leaf(group)
+            summary.fatal_error = str(leaf)
+            summary.fatal_error_kind = "auth" if isinstance(leaf, AuthError) else "storage"
             log.error("run stopped", extra={"error": summary.fatal_error})
+        self._finish_summary()
+        await asyncio.to_thread(self._write_run_records)
+        return summary
+
+    def _finish_summary(self) -> None:
+        summary = self.summary
         summary.api_requests = self._client.api_requests
         summary.rate_limited = self._client.throttled
         summary.retries = self._client.retries
         summary.retries_refused = self._client.retry_budget.refused
         summary.finished_at = self._now().isoformat()
-        await asyncio.to_thread(self._write_run_records)
-        return summary
 
     async def _stop_retrying_at_deadline(self) -> None:
         remaining = self._deadline.remaining()
@@ -224,7 +265,7 @@ class Run:
         try:
             for key, body, content_type in run_records(self.summary):
                 self._storage.put_bytes(key, body, content_type=content_type)
-        except StorageError as exc:
+        except Exception as exc:  # the run's outcome stands (exit code, stdout) even without its record
             log.error("could not write the run record", extra={"error": str(exc)})
 
     # -- one partition --------------------------------------------------------------------------------
@@ -245,6 +286,13 @@ class Run:
                 try:
                     async with renewing(lease):
                         await self._archive_leased_day(index, day, lease)
+                except Exception as exc:  # a bug must cost this day (left open), not the run
+                    if _holds_fatal(exc):
+                        raise
+                    log.exception("internal error archiving a day", extra={"call_date": day.isoformat()})
+                    why = self._settings.api_key.redact(f"{type(exc).__name__}: {exc}")[:300]
+                    reason = f"archiving {day} failed: internal error {why}"
+                    self._ledger.problem(ProblemKind.DAY_FAILED, reason, PartitionBook(day))
                 finally:
                     await asyncio.to_thread(lease.release)
         finally:
@@ -305,15 +353,21 @@ class Run:
     ) -> bool:
         """List the day and archive each call; False when the listing could not be completed (then
         nothing of the day is published: a partial listing would look like deleted calls)."""
+        day = partition.day
         async with asyncio.TaskGroup() as calls:
             try:
                 await self._list_day(index, pages, partition, book, calls)
                 return True
-            except AuthError:
-                raise
-            except ArchiverError as exc:
-                reason = f"listing the calls of {partition.day} failed: {exc}"
-                self._ledger.problem(ProblemKind.LISTING_FAILED, reason, book)
+            except Exception as exc:
+                if _holds_fatal(exc):
+                    raise
+                why = str(exc)
+                if not isinstance(exc, ArchiverError):  # a bug in listing must cost this day, not the run
+                    log.exception("internal error listing a day", extra={"call_date": day.isoformat()})
+                    why = f"internal error {type(exc).__name__}"
+                self._ledger.problem(
+                    ProblemKind.LISTING_FAILED, f"listing the calls of {day} failed: {why}", book
+                )
         return False
 
     async def _list_day(
@@ -382,6 +436,13 @@ def _recording_policy(settings: Settings) -> RecordingPolicy:
         poll_max_s=settings.recording_poll_max_s,
         url_refreshes=settings.recording_url_refreshes,
     )
+
+
+def _holds_fatal(exc: BaseException) -> bool:
+    """A rejected key or an unusable destination, alone or among a task group's errors: the run stops."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup((AuthError, StorageError)) is not None
+    return isinstance(exc, AuthError | StorageError)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 _RAW_QUARANTINE_LIMIT = 64 * 1024
 # Problems that leave a call (or a whole day's listing) unarchived by this run.
-_FAILED_KINDS = frozenset({ProblemKind.CALL_FAILED, ProblemKind.LISTING_FAILED, ProblemKind.LEASE_LOST})
+_FAILED_KINDS = frozenset(
+    {ProblemKind.CALL_FAILED, ProblemKind.LISTING_FAILED, ProblemKind.LEASE_LOST, ProblemKind.DAY_FAILED}
+)
 
 
 @dataclass
@@ -34,6 +36,8 @@ class PartitionBook:
     failed_call_ids: list[str] = field(default_factory=list)
     # Failures without a call id (see PartitionManifest.failed_kinds).
     failed_kinds: list[ProblemKind] = field(default_factory=list)
+    # Every call id the day's listing has shown so far: a call listed twice is archived once.
+    listed_call_ids: set[str] = field(default_factory=set)
     recordings_archived: int = 0
     recording_bytes: int = 0
 
@@ -91,12 +95,14 @@ class Ledger:
             self.summary.records_quarantined += 1
         elif kind in _FAILED_KINDS:
             self.summary.calls_failed += 1
-        raw_json = None
-        if raw is not None:
-            raw_json = json.dumps(raw, ensure_ascii=False, default=str)[:_RAW_QUARANTINE_LIMIT]
+        raw_json = None if raw is None else _quarantined_json(raw)
         self.summary.problems.append(Problem(kind, reason, book.day.isoformat(), call_id, raw_json))
         message = "recording not archived" if kind is ProblemKind.RECORDING_FAILED else "call not archived"
         log.warning(message, extra={"kind": kind, "reason": reason, "call_id": call_id})
+
+    def listed_twice(self, call_id: str) -> None:
+        self.summary.calls_listed_twice += 1
+        log.info("call listed twice, archived once", extra={"call_id": call_id})
 
     def underway(self, call_id: str, book: PartitionBook) -> None:
         self.summary.calls_underway += 1
@@ -178,3 +184,13 @@ class Ledger:
                 "final": manifest.final,
             },
         )
+
+
+def _quarantined_json(raw: object) -> str:
+    """The raw record as JSON for `_quarantine/`, cut at 64 KiB; a record too deep (or otherwise unfit)
+    to encode is described instead, never allowed to stop the run that quarantines it."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):
+        return json.dumps({"unencodable": f"a {type(raw).__name__} nested too deeply or holding bad values"})
+    return text[:_RAW_QUARANTINE_LIMIT]

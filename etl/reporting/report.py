@@ -53,6 +53,8 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         lines.append(
             f"  not retried         {summary.retries_refused} failures (retry budget spent or deadline)"
         )
+    if summary.calls_listed_twice:
+        lines.append(f"  listed twice        {summary.calls_listed_twice} calls (archived once)")
     for locked in summary.partitions_locked:
         lines.append(f"  skipped {locked}")
     if summary.fatal_error:

@@ -39,6 +39,8 @@ class RunSummary:
     recordings_failed: int = 0
     recordings_unavailable: int = 0
     calls_underway: int = 0
+    # A call listed again later in the same listing (calls shift between page requests): archived once.
+    calls_listed_twice: int = 0
     calls_failed: int = 0
     records_quarantined: int = 0
     partitions_written: int = 0
@@ -55,6 +57,8 @@ class RunSummary:
     # The run reached --max-run-time and took no new work after it; these days are not finished.
     deadline_reached: bool = False
     days_unfinished: list[str] = field(default_factory=list)
+    # What stopped the run: "auth", "storage", "internal" (a bug) or "interrupted"; None if nothing.
+    fatal_error_kind: str | None = None
     partitions_locked: list[str] = field(default_factory=list)
     underway_call_ids: list[str] = field(default_factory=list)
     pending_recording_call_ids: list[str] = field(default_factory=list)
@@ -92,7 +96,13 @@ def run_records(summary: RunSummary) -> list[tuple[str, bytes, str]]:
             json.dumps({"run_id": summary.run_id, **asdict(problem)}, ensure_ascii=False) + "\n"
             for problem in summary.problems
         )
-        records.append((f"_quarantine/{summary.run_id}.jsonl", lines.encode(), "application/x-ndjson"))
-    body = json.dumps(summary.to_json(), indent=2, ensure_ascii=False).encode()
+        records.append((f"_quarantine/{summary.run_id}.jsonl", _utf8(lines), "application/x-ndjson"))
+    body = _utf8(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     records.append((f"_runs/{summary.run_id}.json", body, "application/json"))
     return records
+
+
+def _utf8(json_text: str) -> bytes:
+    # A lone surrogate (the API may send "\\ud800") cannot be UTF-8; as the JSON escape it came in as,
+    # it can: in JSON text such a character only ever stands inside a string.
+    return json_text.encode("utf-8", "backslashreplace")

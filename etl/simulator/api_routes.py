@@ -76,7 +76,23 @@ class ApiOrigin(Origin):
     async def handle(self, request: Request) -> Response:
         route, groups = _match(request.path)
         self.stats.requests[route.kind if route else "other"] += 1
-        return await self._counted(self._answer(request, route, groups), self.stats.responses)
+        return await self._counted(
+            self._encoded(request, self._answer(request, route, groups)), self.stats.responses
+        )
+
+    async def _encoded(self, request: Request, answer: Awaitable[Response]) -> Response:
+        response = await answer
+        rate = self.config.gzip_rate
+        if (
+            rate > 0
+            and response.body
+            and response.stream is None
+            and "gzip" in request.headers.get("accept-encoding", "")
+            and not any(name.lower() == "content-encoding" for name, _ in response.headers)
+            and self.roll("gzip", request.target) < rate
+        ):
+            return responses.gzipped(response)
+        return response
 
     async def _answer(self, request: Request, route: _Route | None, groups: dict[str, str]) -> Response:
         delay_ms = self.config.latency_ms + self.rng.uniform(0, self.config.latency_jitter_ms)
@@ -101,6 +117,7 @@ class ApiOrigin(Origin):
             reset_rate=self.config.reset_rate,
             error_rate=self.config.error_rate_5xx,
             error=lambda: responses.server_error(self.rng),
+            link_base=f"http://{request.headers.get('host', '127.0.0.1')}",
         )
         if fault is not None:
             return fault
@@ -165,7 +182,7 @@ class ApiOrigin(Origin):
             raise BadRequest("Invalid cursor")
         items = self.account.deleted if deleted else self.account.live
         lo, hi = self.account.window(from_us, to_us, deleted=deleted)
-        size = page_size(request.param("pageSize"), CALLS_PAGE_SIZE, self.page_size_max)
+        size = self._short(request, page_size(request.param("pageSize"), CALLS_PAGE_SIZE, self.page_size_max))
         start, stop = keyset_page(items, lambda record: record.key, lo, hi, cursor, size)
         after = Cursor(kind, key=items[stop - 1].key) if stop < hi and stop > start else None
         before = None
@@ -179,7 +196,12 @@ class ApiOrigin(Origin):
                 json.dumps(self.account.tombstone(record), ensure_ascii=False) for record in items[start:stop]
             ]
         else:
-            parts = [self._listed_call_json(record) for record in items[start:stop]]
+            listed = items[start:stop]
+            if start > lo and self.roll("duplicate", request.target) < self.config.duplicate_listing_rate:
+                # As when a call shifts between two page requests: the previous page's last call again.
+                listed = [items[start - 1], *listed]
+                self.stats.injected_errors += 1
+            parts = [self._listed_call_json(record) for record in listed]
         # Calls are cached as JSON text: a page is a join, not a re-serialisation of 100 objects.
         links = json.dumps(self._link(request, after)), json.dumps(self._link(request, before))
         body = f'{{"next":{links[0]},"previous":{links[1]},"results":[{",".join(parts)}],"total":{hi - lo}}}'
@@ -195,9 +217,19 @@ class ApiOrigin(Origin):
     def _link(self, request: Request, cursor: Cursor | None) -> str | None:
         if cursor is None:
             return None
-        return page_url(
-            request.headers.get("host", "127.0.0.1"), request.path, request.params, encode_cursor(cursor)
-        )
+        host, params = request.headers.get("host", "127.0.0.1"), request.params
+        if self.roll("shuffle", request.target) < self.config.next_query_shuffle_rate:
+            # The query back in another order, with a parameter the client never sent: a cursor
+            # link is opaque, to be followed as given.
+            params = [*reversed([p for p in params if p[0] != "format"]), ("format", "json")]
+        return page_url(host, request.path, params, encode_cursor(cursor))
+
+    def _short(self, request: Request, size: int) -> int:
+        """A page size far below the one asked for, on some pages (short_page_rate)."""
+        roll = self.roll("short", request.target)
+        if roll < self.config.short_page_rate:
+            return max(1, int(size * roll / max(self.config.short_page_rate, 1e-9) / 10))
+        return size
 
     # -- transcripts ---------------------------------------------------------------------------------
     async def messages(self, request: Request, call_id: str, stage_id: str | None = None) -> Response:
@@ -232,6 +264,7 @@ class ApiOrigin(Origin):
         if cursor is not None and cursor.key is not None:
             raise BadRequest("Invalid cursor")
         size = page_size(request.param("pageSize"), min(default, self.page_size_max), self.page_size_max)
+        size = self._short(request, size)
         start = min(cursor.offset if cursor else 0, len(items))
         stop = min(len(items), start + size)
         after = Cursor(kind, offset=stop) if stop < len(items) else None

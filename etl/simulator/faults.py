@@ -13,8 +13,34 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-Action = Literal["status", "not_json", "reset", "delay"]
-ACTIONS: tuple[Action, ...] = ("status", "not_json", "reset", "delay")
+Action = Literal[
+    "status",
+    "not_json",
+    "reset",
+    "delay",
+    "deep_json",
+    "huge_json",
+    "gzip_bomb",
+    "endless_next",
+    "bad_next",
+    "trickle",
+]
+# deep_json: a page nested deeper than any decoder's recursion limit; huge_json: a valid page of
+# `bytes` bytes; gzip_bomb: `bytes` of JSON whitespace gzip-encoded (~1/1000 the size on the wire);
+# endless_next: an empty page whose `next` is new every time; bad_next: a `next` with a control char;
+# trickle: a 200 of `bytes` bytes of audio sent 512 bytes every 0.25 s (within any read timeout).
+ACTIONS: tuple[Action, ...] = (
+    "status",
+    "not_json",
+    "reset",
+    "delay",
+    "deep_json",
+    "huge_json",
+    "gzip_bomb",
+    "endless_next",
+    "bad_next",
+    "trickle",
+)
 
 _FRACTIONS = (
     "error_rate_5xx",
@@ -26,6 +52,11 @@ _FRACTIONS = (
     "throttle_rate",
     "cut_after_headers_rate",
     "storage_cut_after_headers_rate",
+    # Deterministic per seed and request (the same page always misbehaves the same way, retries too):
+    "duplicate_listing_rate",  # a calls page starts with the previous page's last call again
+    "gzip_rate",  # a JSON answer is gzip-encoded (when the client accepts gzip)
+    "short_page_rate",  # a list page holds far fewer items than the pageSize asked for
+    "next_query_shuffle_rate",  # a `next` link's query comes back reordered, with a parameter added
 )
 _NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
 
@@ -43,6 +74,7 @@ class Rule:
     status: int = 500
     times: int | None = None  # None: forever
     delay_ms: float = 0.0
+    bytes: int = 20 * 1024 * 1024  # huge_json, gzip_bomb: decoded size of the answer
     hits: int = 0
     pattern: re.Pattern[str] = field(init=False, repr=False)
 
@@ -56,6 +88,7 @@ class Rule:
             "status": self.status,
             "times": self.times,
             "delay_ms": self.delay_ms,
+            "bytes": self.bytes,
             "hits": self.hits,
         }
 
@@ -71,6 +104,10 @@ class FaultConfig:
     storage_reset_rate: float = 0.0
     storage_truncate_rate: float = 0.0  # storage answers 200 then drops the connection mid-body
     expired_url_rate: float = 0.0
+    duplicate_listing_rate: float = 0.0
+    gzip_rate: float = 0.0
+    short_page_rate: float = 0.0
+    next_query_shuffle_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
     # Injected 429s (besides the rate limiter's), each carrying one of `retry_after`, chosen by the
     # seeded fault stream: a value sent as it is, "none" for no header, or "date+N"/"date-N" for an
@@ -170,7 +207,7 @@ def _number(name: str, value: Any) -> float:
 def _rule(item: Any) -> Rule:
     if not isinstance(item, dict) or not isinstance(item.get("path"), str):
         raise ConfigError("a rule needs a 'path' regex")
-    unknown = set(item) - {"path", "action", "status", "times", "delay_ms"}
+    unknown = set(item) - {"path", "action", "status", "times", "delay_ms", "bytes"}
     action = item.get("action", "status")
     status, times = item.get("status", 500), item.get("times")
     if unknown or action not in ACTIONS:
@@ -179,9 +216,17 @@ def _rule(item: Any) -> Rule:
         raise ConfigError("rule status must be an HTTP status code")
     if times is not None and (type(times) is not int or times < 0):
         raise ConfigError("rule times must be a non-negative integer or null")
+    size = item.get("bytes", Rule.bytes)
+    if type(size) is not int or not 0 <= size <= 2**32:
+        raise ConfigError("rule bytes must be a whole number of bytes up to 4 GiB")
     try:
         return Rule(
-            item["path"], cast(Action, action), status, times, _number("delay_ms", item.get("delay_ms", 0))
+            item["path"],
+            cast(Action, action),
+            status,
+            times,
+            _number("delay_ms", item.get("delay_ms", 0)),
+            size,
         )
     except re.error as exc:
         raise ConfigError(f"bad rule path regex: {exc}") from exc

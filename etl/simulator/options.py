@@ -47,6 +47,10 @@ class SimulatorOptions:
     storage_error_rate: float = 0.0
     storage_reset_rate: float = 0.0
     expired_url_rate: float = 0.0
+    duplicate_listing_rate: float = 0.0
+    gzip_rate: float = 0.0
+    short_page_rate: float = 0.0
+    next_query_shuffle_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
     throttle_rate: float = 0.0
     retry_after: tuple[str, ...] = ("1",)
@@ -137,6 +141,25 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         type=float,
         default=d.storage_cut_after_headers_rate,
         help="fraction of storage audio answers closed right after their headers",
+    )
+    add(
+        "--duplicate-listing-rate",
+        type=float,
+        default=d.duplicate_listing_rate,
+        help="fraction of calls pages that repeat the previous page's last call",
+    )
+    add("--gzip-rate", type=float, default=d.gzip_rate, help="fraction of JSON answers gzip-encoded")
+    add(
+        "--short-page-rate",
+        type=float,
+        default=d.short_page_rate,
+        help="fraction of list pages far smaller than the pageSize asked for",
+    )
+    add(
+        "--next-query-shuffle-rate",
+        type=float,
+        default=d.next_query_shuffle_rate,
+        help="fraction of next links with the query reordered and a parameter added",
     )
     return parser
 

@@ -35,6 +35,11 @@ class Origin:
     def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.rng_label}:{self.seed}")
 
+    def roll(self, switch: str, target: str) -> float:
+        """A number in [0, 1) fixed by the seed, the switch and the request target: the same request
+        (a retry included) always gets the same answer, whatever the order requests come in."""
+        return random.Random(f"{self.rng_label}:{self.seed}:{switch}:{target}").random()
+
     async def _counted(self, answer: Awaitable[Response], statuses: Counter[int]) -> Response:
         """Await `answer` as one in-flight request, then count it as a reset or under its status."""
         self.stats.request_started()
@@ -49,13 +54,19 @@ class Origin:
         return response
 
     async def _injected_fault(
-        self, target: str, *, reset_rate: float, error_rate: float, error: Callable[[], Response]
+        self,
+        target: str,
+        *,
+        reset_rate: float,
+        error_rate: float,
+        error: Callable[[], Response],
+        link_base: str = "http://127.0.0.1",
     ) -> Response | None:
         """A matching rule's answer, else a reset or `error()` at the given rates; None: no fault."""
         rule = self.config.take_rule(target)
         if rule is not None:
             self.stats.injected_errors += 1
-            forced = await responses.rule_response(rule)
+            forced = await responses.rule_response(rule, link_base, target)
             if forced is not None:
                 return forced
         if self.rng.random() < reset_rate:

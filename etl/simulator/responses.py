@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import random
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from email.utils import formatdate
 from typing import Any
@@ -50,8 +53,11 @@ def reset() -> Response:
     return Response(0, abort=True)
 
 
-async def rule_response(rule: Rule) -> Response | None:
-    """The answer a matched rule forces; None for `delay`, which only slows the normal answer."""
+async def rule_response(
+    rule: Rule, link_base: str = "http://127.0.0.1", target: str = "/"
+) -> Response | None:
+    """The answer a matched rule forces; None for `delay`, which only slows the normal answer.
+    `link_base` (scheme and host) and `target` (path and query) make the links of `*_next` answers."""
     if rule.action == "delay":
         await asyncio.sleep(rule.delay_ms / 1000)
         return None
@@ -59,6 +65,8 @@ async def rule_response(rule: Rule) -> Response | None:
         return reset()
     if rule.action == "not_json":
         return not_json()
+    if rule.action in _BAD_INPUT:
+        return _BAD_INPUT[rule.action](rule, link_base, target)
     headers = [("Retry-After", "1")] if rule.status in (429, 503) else []
     return detail(rule.status, "Injected fault.", headers)
 
@@ -72,6 +80,83 @@ def throttled(retry_after: str, now: float) -> Response:
     elif retry_after != "none":
         headers.append(("Retry-After", retry_after))
     return detail(429, "Request was throttled.", headers)
+
+
+# -- bad input: answers no real page should be, each of which must cost one day or one call ----------
+
+_DEPTH = 100_000  # far past the interpreter's recursion limit (1,000) and any decoder's
+
+
+def _deep_json(rule: Rule, link_base: str, target: str) -> Response:
+    body = b'{"next":null,"previous":null,"results":[' + b"[" * _DEPTH + b"]" * _DEPTH + b"]}"
+    return Response(200, [("Content-Type", JSON_TYPE)], body)
+
+
+def _huge_json(rule: Rule, link_base: str, target: str) -> Response:
+    head, tail = b'{"next":null,"previous":null,"results":[],"padding":"', b'"}'
+    filler = max(0, rule.bytes - len(head) - len(tail))
+    return Response(200, [("Content-Type", JSON_TYPE)], head + b"x" * filler + tail)
+
+
+@functools.lru_cache(maxsize=4)
+def _bomb(size: int) -> bytes:
+    # JSON whitespace compresses about 1000:1; built once per size, in 1 MiB steps.
+    out = gzip.compress(b"", mtime=0)[:10]  # the gzip header only
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    step = b" " * (1024 * 1024)
+    parts = [out]
+    left = size
+    crc = 0
+    while left > 0:
+        chunk = step if left >= len(step) else step[:left]
+        parts.append(packer.compress(chunk))
+        crc = zlib.crc32(chunk, crc)
+        left -= len(chunk)
+    parts.append(packer.flush())
+    parts.append(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
+    return b"".join(parts)
+
+
+def _gzip_bomb(rule: Rule, link_base: str, target: str) -> Response:
+    headers = [("Content-Type", JSON_TYPE), ("Content-Encoding", "gzip")]
+    return Response(200, headers, _bomb(rule.bytes))
+
+
+def _endless_next(rule: Rule, link_base: str, target: str) -> Response:
+    # A fresh link each time (the rule's hit count in it), so only a cap on pages can stop a client.
+    separator = "&" if "?" in target else "?"
+    link = f"{link_base}{target.split('&endless=')[0]}{separator}endless={rule.hits}"
+    return json_response(200, {"next": link, "previous": None, "results": [], "total": 0})
+
+
+def _bad_next(rule: Rule, link_base: str, target: str) -> Response:
+    link = f"{link_base}{target.split('?')[0]}?cursor=a\x01b"
+    return json_response(200, {"next": link, "previous": None, "results": [], "total": 0})
+
+
+def _trickle(rule: Rule, link_base: str, target: str) -> Response:
+    async def slowly() -> AsyncIterator[bytes | memoryview]:
+        for start in range(0, rule.bytes, 512):
+            await asyncio.sleep(0.25)
+            yield bytes(min(512, rule.bytes - start))
+
+    return Response(200, [("Content-Type", "audio/wav")], stream=slowly(), content_length=rule.bytes)
+
+
+_BAD_INPUT = {
+    "deep_json": _deep_json,
+    "huge_json": _huge_json,
+    "gzip_bomb": _gzip_bomb,
+    "endless_next": _endless_next,
+    "bad_next": _bad_next,
+    "trickle": _trickle,
+}
+
+
+def gzipped(response: Response) -> Response:
+    """`response` with its body gzip-encoded, as a server or proxy that compresses JSON sends it."""
+    headers = [*response.headers, ("Content-Encoding", "gzip")]
+    return Response(response.status, headers, gzip.compress(response.body, compresslevel=1, mtime=0))
 
 
 def server_error(rng: random.Random) -> Response:

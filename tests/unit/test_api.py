@@ -37,6 +37,8 @@ def make_client(
         max_attempts=4,
         retry_initial_s=0.5,
         retry_max_s=30.0,
+        max_page_bytes=1024 * 1024,
+        max_pages_per_listing=100,
     )
     return ApiClient(
         options,

@@ -96,6 +96,8 @@ def options(base_url: str, **overrides: Any) -> ClientOptions:
         "max_attempts": 3,
         "retry_initial_s": 0.0,
         "retry_max_s": 0.0,
+        "max_page_bytes": 1024 * 1024,
+        "max_pages_per_listing": 100,
     }
     return ClientOptions(**(fields | overrides))
 

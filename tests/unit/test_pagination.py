@@ -53,3 +53,34 @@ def test_rejects_malformed_pages(page: object) -> None:
 def test_rejects_non_string_next() -> None:
     with pytest.raises(FatalError, match="not a URL"):
         paginator().advance({"next": 3, "results": []})
+
+
+def test_detects_a_loop_whose_links_come_back_reordered() -> None:
+    p = paginator()
+    p.advance({"next": "https://api.ultravox.ai/api/calls?cursor=a&fromDate=x", "results": []})
+    p.advance({"next": "https://api.ultravox.ai/api/calls?cursor=b&fromDate=x", "results": []})
+    with pytest.raises(FatalError, match="loop"):
+        p.advance({"next": "https://api.ultravox.ai/api/calls?fromDate=x&cursor=a", "results": []})
+
+
+def test_stops_a_listing_that_never_ends_at_the_page_cap() -> None:
+    p = Paginator(API, "calls of 2026-03-02", max_pages=3)
+    for n in range(2):
+        p.advance({"next": f"https://api.ultravox.ai/api/calls?cursor={n}", "results": []})
+    with pytest.raises(FatalError, match="more than 3 pages"):
+        p.advance({"next": "https://api.ultravox.ai/api/calls?cursor=new", "results": []})
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://api.ultravox.ai/api/calls?cursor=a\x01b",  # httpx.InvalidURL, which crashed the run
+        "https://api.ultravox.ai/api/calls?cursor=a b",
+        "https://api.ultravox.ai:99999/api/calls",  # urlsplit's port raises ValueError
+        "https://[::1/api/calls",
+        "https://api.ultravox.ai/api/calls?cursor=" + "a" * 10_000,
+    ],
+)
+def test_refuses_a_next_url_that_is_not_one(next_url: str) -> None:
+    with pytest.raises(FatalError, match="not a valid URL"):
+        paginator().advance({"next": next_url, "results": []})

@@ -78,6 +78,8 @@ def make_fetcher(
         max_attempts=3,
         retry_initial_s=0.5,
         retry_max_s=30.0,
+        max_page_bytes=1024 * 1024,
+        max_pages_per_listing=100,
     )
     client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
     local = LocalStorage(root / "archive")
