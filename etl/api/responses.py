@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,8 +42,9 @@ class BlockingSink(Protocol):
 
 
 # Chunks handed to a sink's thread at once from an async response: one thread hop per MiB rather
-# than per 64 KiB read.
+# than per 64 KiB read, or sooner for a body that trickles in (the sink may be watching the rate).
 _BATCH_BYTES = 1024 * 1024
+_BATCH_S = 0.25
 
 
 def redact_url(url: str | httpx.URL, *, keep_query: bool = True) -> str:
@@ -113,13 +115,14 @@ async def stream_into(response: httpx.Response, sink: BlockingSink, url: str) ->
     received = 0
     batch: list[bytes] = []
     batched = 0
+    batch_started = time.monotonic()
     async for chunk in response.aiter_bytes():
         batch.append(chunk)
         batched += len(chunk)
-        if batched >= _BATCH_BYTES:
+        if batched >= _BATCH_BYTES or time.monotonic() - batch_started >= _BATCH_S:
             await in_thread(_write_all, sink, batch)
             received += batched
-            batch, batched = [], 0
+            batch, batched, batch_started = [], 0, time.monotonic()
     if batch:
         await in_thread(_write_all, sink, batch)
         received += batched

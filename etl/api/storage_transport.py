@@ -30,8 +30,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-# One read per MiB: big enough that Python's work per chunk vanishes beside the bytes, small enough
-# to stay in the CPU cache between the read, the hash and the copy into the recording's buffer.
+# Up to one MiB per read: big enough that Python's work per chunk vanishes beside the bytes, small
+# enough to stay in the CPU cache between the read, the hash and the copy into the recording's buffer.
 READ_BYTES = 1024 * 1024
 
 
@@ -109,7 +109,10 @@ class _Body(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         with mapped_errors(self._request):
-            yield from self._answer.stream(READ_BYTES, decode_content=False)
+            # read1: what one read from the socket brings, up to READ_BYTES; `stream` would wait for
+            # all of READ_BYTES, so a body trickling in would reach the rate guard only at the end.
+            while chunk := self._answer.read1(READ_BYTES, decode_content=False):
+                yield chunk
         self._read_whole = True
 
     def close(self) -> None:
