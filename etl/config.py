@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from etl.addresses import is_loopback_host
 from etl.errors import ConfigError
 from etl.secrets import Secret
 
@@ -100,6 +101,13 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"ULTRAVOX_API_BASE_URL must be an http(s) URL, got {settings.api_base_url!r}")
     if parts.query or parts.fragment:
         raise ConfigError("ULTRAVOX_API_BASE_URL must not carry a query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        # The key goes in a header of every request: in clear, anyone on the path reads it. Plain
+        # http stays for loopback (the simulator, a local proxy that speaks TLS onwards).
+        raise ConfigError(
+            f"ULTRAVOX_API_BASE_URL must be https unless it is on this machine (loopback), got {parts.scheme}://"
+            f"{parts.hostname}"
+        )
     if settings.max_rps <= 0:
         raise ConfigError("--max-rps must be positive")
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
@@ -118,7 +126,8 @@ def validate(settings: Settings) -> None:
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
-_FILE_ONLY_FORBIDDEN = {"api_key"}  # a key in a config file ends up in git; point to a key file instead
+# A key in a config file ends up in git; point to a key file instead. Names compared by `_plain_name`.
+_FILE_ONLY_FORBIDDEN_PLAIN = frozenset({"apikey", "ultravoxapikey", "xapikey"})
 
 
 def load_settings(
@@ -198,10 +207,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     section = data.get("archiver", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [archiver] must be a table")
-    forbidden = _FILE_ONLY_FORBIDDEN & set(section)
-    if forbidden:
+    # The rule holds for every spelling of the name (`api-key`, `API_KEY`, `apiKey`, ...), and for
+    # names of settings that do not exist, so that it is this error and not "unknown setting" (or
+    # worse, silence) that a user who wrote their key into the file sees.
+    if any(_plain_name(str(name)) in _FILE_ONLY_FORBIDDEN_PLAIN for name in section):
         raise ConfigError(f"config file {path}: do not put the API key in a config file; use api_key_file")
     return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def _plain_name(name: str) -> str:
+    """A setting name without case, dashes, underscores, dots or spaces: `apiKey` -> `apikey`."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def _date(value: Any) -> date:

@@ -23,8 +23,9 @@ from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain.
-_SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain. Always
+# `fullmatch`: `$` (and `match`) would let a trailing newline through into a path or a key.
+_SAFE_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class CallArchiver:
             if not isinstance(raw, Mapping):
                 raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
             call_id = records.call_id_of(raw)
-            if not _SAFE_CALL_ID.match(call_id):
+            if not _SAFE_CALL_ID.fullmatch(call_id):
                 raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
             if records.call_date_of(raw) != day:
                 raise BadRecord(f"call {call_id} was listed for {day} but created on another day", record=raw)

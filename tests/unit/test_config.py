@@ -139,3 +139,45 @@ def test_defaults_are_the_ones_settings_declares() -> None:
     settings = load_settings({}, {"ULTRAVOX_API_KEY": KEY})
     assert {name: getattr(settings, name) for name in defaults} == defaults
     assert defaults["max_rps"] == 100.0 and defaults["since"] is None
+
+
+@pytest.mark.parametrize(
+    "name", ["api_key", "api-key", "API_KEY", "Api-Key", "apiKey", "APIKEY", "api.key", "ultravox_api_key"]
+)
+@pytest.mark.parametrize("section", ["", "[archiver]\n"])
+def test_the_key_in_a_config_file_is_refused_in_every_spelling(
+    tmp_path: Path, name: str, section: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'{section}"{name}" = "{KEY}"\n')
+    with pytest.raises(ConfigError, match="api_key_file") as caught:
+        load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
+    assert str(config) in str(caught.value)
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.ultravox.ai/api",
+        "http://10.0.0.5/api",
+        "http://[2001:db8::1]/api",
+        "http://127.0.0.1.example.com/api",
+    ],
+)
+def test_a_non_loopback_http_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="https unless"):
+        load_settings({"api_base_url": url}, {"ULTRAVOX_API_KEY": KEY})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8765/api",
+        "http://localhost:1/api",
+        "http://[::1]:9/api",
+        "https://api.ultravox.ai/api",
+    ],
+)
+def test_loopback_http_and_any_https_base_url_are_accepted(url: str) -> None:
+    assert load_settings({"api_base_url": url}, {"ULTRAVOX_API_KEY": KEY}).api_base_url == url

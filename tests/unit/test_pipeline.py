@@ -328,3 +328,17 @@ def test_a_rerun_reuses_the_transcript_and_the_recording(
     manifest = archive.manifest()
     assert (manifest.calls, manifest.messages, manifest.recordings_archived) == (2, 5, 1)
     assert manifest.calls_kept_from_archive == 0
+
+
+@pytest.mark.parametrize("bad_id", ["call-n\n", "call-n\r\n", "call/../n", "call n", ""])
+def test_a_call_id_with_a_trailing_newline_or_a_separator_is_quarantined(
+    api: FakeApi, archive: Archive, run_day: Any, bad_id: str
+) -> None:
+    api.calls = [call("call-a", 9), call(bad_id, 10)]
+
+    summary = run_day(LATER)
+
+    assert set(archive.calls()) == {"call-a"}
+    [problem] = archive.quarantine(summary)
+    assert problem["kind"] == "bad_record"
+    assert api.requests["messages"] == 1  # no request was made with the bad id in its path
