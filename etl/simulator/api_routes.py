@@ -137,8 +137,15 @@ class ApiOrigin(Origin):
 
     def _keyset_list(self, request: Request, *, deleted: bool) -> Response:
         from_text, to_text = request.param("fromDate"), request.param("toDate")
-        from_us = parse_date_filter("fromDate", from_text, end_of_day=False) if from_text else None
-        to_us = parse_date_filter("toDate", to_text, end_of_day=True) if to_text else None
+        offset = self.config.naive_date_offset_h
+        from_us = (
+            parse_date_filter("fromDate", from_text, end_of_day=False, naive_offset_h=offset)
+            if from_text
+            else None
+        )
+        to_us = (
+            parse_date_filter("toDate", to_text, end_of_day=True, naive_offset_h=offset) if to_text else None
+        )
         kind = "deleted_calls" if deleted else "calls"
         cursor = _cursor(request, kind)
         if cursor is not None and cursor.key is None:

@@ -70,6 +70,9 @@ class FaultConfig:
     signed_url_ttl_s: float = 300.0
     rules: list[Rule] = field(default_factory=list)
     strip_call_id: frozenset[str] = frozenset()
+    # The zone (hours from UTC) in which fromDate/toDate without an offset are read: undocumented by
+    # the API, so not UTC by default (a client must send explicit offsets). -14..14.
+    naive_date_offset_h: float = -5.0
 
     def to_json(self) -> dict[str, Any]:
         plain = {name: getattr(self, name) for name in (*_NON_NEGATIVE, *_FRACTIONS)}
@@ -79,6 +82,7 @@ class FaultConfig:
             "signed_url_ttl_s": self.signed_url_ttl_s,
             "rules": [rule.to_json() for rule in self.rules],
             "strip_call_id": sorted(self.strip_call_id),
+            "naive_date_offset_h": self.naive_date_offset_h,
         }
 
     def apply(self, changes: Mapping[str, Any]) -> None:
@@ -108,6 +112,11 @@ def _parse(name: str, value: Any) -> Any:
         return number
     if name == "signed_url_ttl_s":
         return _number(name, value)
+    if name == "naive_date_offset_h":
+        number = _number(name, value)
+        if not -14 <= number <= 14:
+            raise ConfigError("naive_date_offset_h must be between -14 and 14 (hours from UTC)")
+        return number
     if name == "rate_limit_rps":
         if value is None:
             return None

@@ -48,6 +48,7 @@ class SimulatorOptions:
     storage_reset_rate: float = 0.0
     expired_url_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
+    naive_date_offset_h: float = -5.0
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -113,6 +114,12 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
     add("--storage-reset-rate", type=float, default=d.storage_reset_rate, help="storage reset fraction")
     add("--expired-url-rate", type=float, default=d.expired_url_rate, help="calls whose 1st URL is expired")
     add("--signed-url-ttl-s", type=float, default=d.signed_url_ttl_s, help="lifetime of signed URLs")
+    add(
+        "--naive-date-offset-h",
+        type=float,
+        default=d.naive_date_offset_h,
+        help="zone (hours from UTC) of fromDate/toDate given without an offset; undocumented by the API",
+    )
     return parser
 
 

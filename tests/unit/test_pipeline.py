@@ -68,7 +68,11 @@ class FakeApi:
         path = request.url.path.removeprefix("/api/")
         if path in ("calls", "deleted_calls"):
             self.requests[path] += 1
-            assert (request.url.params["fromDate"], request.url.params["toDate"]) == (str(DAY), str(DAY))
+            # The documented filters are date-times: the exact UTC day, with an explicit offset.
+            assert (request.url.params["fromDate"], request.url.params["toDate"]) == (
+                f"{DAY}T00:00:00.000000+00:00",
+                f"{DAY}T23:59:59.999999+00:00",
+            )
             if path == "calls" and self.listing_status != 200:
                 return httpx.Response(self.listing_status, json={"detail": "listing refused"})
             return last_page(self.calls if path == "calls" else self.tombstones)

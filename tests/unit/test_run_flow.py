@@ -61,7 +61,7 @@ class GatedApi:
         assert request.headers["x-api-key"] == API_KEY
         path = request.url.path.removeprefix("/api/")
         if path in ("calls", "deleted_calls"):
-            listed = date.fromisoformat(request.url.params["fromDate"])
+            listed = date.fromisoformat(request.url.params["fromDate"][:10])
             name = f"{path}:{listed}"
             self._saw(name)
             return last_page(self.calls.get(listed, []) if path == "calls" else [])
