@@ -41,11 +41,12 @@ from etl.secrets import Secret
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Where the API says "recording not enabled": an error status with a JSON `detail`.
-_NOT_ENABLED_STATUSES = frozenset({400, 404, 409, 412, 422})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 USER_AGENT = "ultravox-archiver/0.1"
+# The recording endpoint answers audio (200 audio/wav), a redirect, or a JSON error: ask for what it
+# may send, JSON errors included, rather than `application/json` alone.
+RECORDING_ACCEPT = "audio/wav, audio/*;q=0.9, application/json;q=0.5"
 RETRY_AFTER_CAP_S = 120.0
 # More connections than requests in flight (about rate x latency: 190/s x 50 ms is 10) buy nothing.
 _MAX_API_CONNECTIONS = 32
@@ -63,7 +64,10 @@ class AnswerKind(StrEnum):
     REDIRECT = "redirect"  # `location` is the signed storage URL
     DIRECT = "direct"  # the body was written to the sink
     TOO_EARLY = "too_early"  # 425: not ready yet
-    NOT_ENABLED = "not_enabled"  # `detail` is the API's explanation
+    # Any other 4xx but 401/403/429: the API will not give this recording (`status`, `detail`).
+    # What that means depends on the call's `recordingEnabled`, never on the wording of `detail`:
+    # the caller decides (etl.api.recordings).
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class RecordingAnswer:
     location: str | None = None
     detail: str | None = None
     size_bytes: int | None = None
+    status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,8 @@ class ApiClient:
             await sink.reset()
             await self.limiter.acquire()
             pool = next(self._next_pool)
-            response = await pool.send(pool.build_request("GET", url), stream=True)
+            request = pool.build_request("GET", url, headers={"Accept": RECORDING_ACCEPT})
+            response = await pool.send(request, stream=True)
             try:
                 if response.status_code == 200:
                     size = await stream_into(response, sink, url)
@@ -245,9 +251,10 @@ class ApiClient:
             return RecordingAnswer(AnswerKind.REDIRECT, location=str(response.url.join(location)))
         if status == 425:
             return RecordingAnswer(AnswerKind.TOO_EARLY)
-        explained = detail(response)
-        if status in _NOT_ENABLED_STATUSES and explained and "not enabled" in explained.lower():
-            return RecordingAnswer(AnswerKind.NOT_ENABLED, detail=explained)
+        if 400 <= status < 500 and status not in (401, 403, 429):
+            explained = detail(response)
+            shown = self._key.redact(explained) if explained else None
+            return RecordingAnswer(AnswerKind.REFUSED, detail=shown, status=status)
         self._raise_for_status(response)
         raise FatalError(f"GET {redact_url(url)}: unexpected HTTP {status}", status=status)
 

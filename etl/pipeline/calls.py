@@ -154,7 +154,13 @@ class CallArchiver:
                 # Archived before with this size and checksum: the audio never changes once ready.
                 self._ledger.recording_reused()
                 return archived.recording
-        outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
+        enabled = call.get("recordingEnabled")
+        outcome = await self._fetcher.fetch(
+            call_id,
+            partition.day,
+            recording_enabled=enabled if isinstance(enabled, bool) else None,
+            slot=slot,
+        )
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
 
@@ -189,21 +195,25 @@ async def _cancelled(task: asyncio.Task[Any]) -> None:
 def give_up_if_overdue(
     outcome: RecordingOutcome, first_pending: datetime | None, now: datetime, give_up_after: timedelta
 ) -> RecordingOutcome:
-    """A recording still pending `give_up_after` since the archive first found it pending becomes
-    `unavailable`, so it stops keeping its day open (and every sync polling it).
+    """A recording still pending, or still failing at the source (the API refuses it or keeps
+    answering 5xx), `give_up_after` since the archive first found it so becomes `unavailable`, so it
+    stops keeping its day open (and every sync asking for it). A failure of our own destination is
+    never given up on.
 
     `first_pending` is the call's archived_at: a call is first archived once it has ended, and an
     archived recording is never asked for again, so a recording pending now has been pending (or
     failing) since then. None: first seen by this run.
     """
-    if outcome.status is not RecordingStatus.PENDING or first_pending is None:
+    failing = outcome.status is RecordingStatus.FAILED and outcome.source_failure
+    if (outcome.status is not RecordingStatus.PENDING and not failing) or first_pending is None:
         return outcome
     waited = now - first_pending
     if waited < give_up_after:
         return outcome
+    still = f"still failing ({outcome.detail})" if failing else "still not ready (HTTP 425)"
     return RecordingOutcome(
         RecordingStatus.UNAVAILABLE,
-        detail=f"still not ready (HTTP 425) {_days(waited)} after it was first found pending; "
+        detail=f"{still} {_days(waited)} after it was first found pending; "
         "the day is no longer kept open for it (a backfill of the day asks again)",
     )
 

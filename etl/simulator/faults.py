@@ -22,6 +22,7 @@ _FRACTIONS = (
     "storage_reset_rate",
     "storage_truncate_rate",
     "expired_url_rate",
+    "broken_recording_rate",
 )
 _NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
 
@@ -73,6 +74,13 @@ class FaultConfig:
     # The zone (hours from UTC) in which fromDate/toDate without an offset are read: undocumented by
     # the API, so not UTC by default (a client must send explicit offsets). -14..14.
     naive_date_offset_h: float = -5.0
+    # "Recording not enabled" answered with a status and wording chosen per call among several (most
+    # without the words "not enabled"): the API documents only "an error status with a detail".
+    not_enabled_wordings: bool = False
+    # Never-ready recordings (stuck_recording_rate) of ended calls answered with this error for ever
+    # instead of 425: a recording that keeps failing.
+    broken_recording_rate: float = 0.0
+    broken_recording_status: int = 410
 
     def to_json(self) -> dict[str, Any]:
         plain = {name: getattr(self, name) for name in (*_NON_NEGATIVE, *_FRACTIONS)}
@@ -83,6 +91,8 @@ class FaultConfig:
             "rules": [rule.to_json() for rule in self.rules],
             "strip_call_id": sorted(self.strip_call_id),
             "naive_date_offset_h": self.naive_date_offset_h,
+            "not_enabled_wordings": self.not_enabled_wordings,
+            "broken_recording_status": self.broken_recording_status,
         }
 
     def apply(self, changes: Mapping[str, Any]) -> None:
@@ -112,6 +122,14 @@ def _parse(name: str, value: Any) -> Any:
         return number
     if name == "signed_url_ttl_s":
         return _number(name, value)
+    if name == "not_enabled_wordings":
+        if not isinstance(value, bool):
+            raise ConfigError("not_enabled_wordings must be true or false")
+        return value
+    if name == "broken_recording_status":
+        if type(value) is not int or not (400 <= value <= 599 and value not in (401, 403, 425, 429)):
+            raise ConfigError("broken_recording_status must be a 4xx or 5xx other than 401, 403, 425, 429")
+        return value
     if name == "naive_date_offset_h":
         number = _number(name, value)
         if not -14 <= number <= 14:

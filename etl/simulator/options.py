@@ -49,6 +49,10 @@ class SimulatorOptions:
     expired_url_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
     naive_date_offset_h: float = -5.0
+    recording_enabled_omitted_rate: float = 0.0
+    not_enabled_wordings: bool = False
+    broken_recording_rate: float = 0.0
+    broken_recording_status: int = 410
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -120,6 +124,25 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         default=d.naive_date_offset_h,
         help="zone (hours from UTC) of fromDate/toDate given without an offset; undocumented by the API",
     )
+    add(
+        "--recording-enabled-omitted-rate",
+        type=float,
+        default=d.recording_enabled_omitted_rate,
+        help="fraction of call objects without `recordingEnabled` (the client must ask)",
+    )
+    add(
+        "--not-enabled-wordings",
+        type=_boolean,
+        default=d.not_enabled_wordings,
+        help="true: 'recording not enabled' answered with varied 4xx statuses and wordings",
+    )
+    add(
+        "--broken-recording-rate",
+        type=float,
+        default=d.broken_recording_rate,
+        help="fraction of never-ready recordings answered --broken-recording-status for ever, not 425",
+    )
+    add("--broken-recording-status", type=int, default=d.broken_recording_status, help="e.g. 410 or 500")
     return parser
 
 
@@ -131,6 +154,14 @@ def parse_options(argv: list[str] | None = None, prog: str | None = None) -> Sim
         return SimulatorOptions(**vars(namespace))
     except ValueError as exc:
         parser.error(str(exc))
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _seconds_range(text: str) -> tuple[float, float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import json
 import random
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from etl.simulator.account import (
     build_call,
     deterministic_uuid,
     format_time,
+    fraction,
     generate_records,
     new_record,
     tombstone,
@@ -55,12 +55,6 @@ def transcript(record: CallRecord) -> Transcript:
 
 def _key(record: CallRecord) -> tuple[int, str]:
     return record.key
-
-
-def fraction(call_id: str, salt: str) -> float:
-    """A stable number in [0, 1) per call, for faults that must hit the same calls every run."""
-    digest = hashlib.blake2b(f"{salt}:{call_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 class Account:
