@@ -42,9 +42,10 @@ class AccountSpec:
     recording_rate: float = 0.8
     # Recordings that never finish processing (the API answers 425 for ever).
     stuck_recording_rate: float = 0.03
-    # Calls whose object leaves `recordingEnabled` out (its OpenAPI default is false): a client must
-    # then ask, and read the answer by its status. Drawn from the call id, not the account's random
-    # stream, so every other field of every call stays what it was.
+    # Calls with recording off whose object leaves `recordingEnabled` out, as proto3 JSON leaves out a
+    # field at its default (the OpenAPI's default is false): a client that asks anyway must read the
+    # answer by its status. Drawn from the call id, not the account's random stream, so every other
+    # field of every call stays what it was.
     recording_enabled_omitted_rate: float = 0.0
 
     @property
@@ -182,8 +183,8 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
         seed_revision=seed_revision,
         summary_missing=summary_missing,
         retention_policy="auto_delete" if auto_delete else "retain",
-        recording_enabled_omitted=fraction(call_id, "omit-recording-enabled")
-        < spec.recording_enabled_omitted_rate,
+        recording_enabled_omitted=not recording_enabled
+        and fraction(call_id, "omit-recording-enabled") < spec.recording_enabled_omitted_rate,
     )
 
 

@@ -128,7 +128,7 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         "--recording-enabled-omitted-rate",
         type=float,
         default=d.recording_enabled_omitted_rate,
-        help="fraction of call objects without `recordingEnabled` (the client must ask)",
+        help="fraction of calls with recording off whose object leaves out `recordingEnabled`",
     )
     add(
         "--not-enabled-wordings",

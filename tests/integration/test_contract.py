@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from support.archive_truth import Expected, assert_matches_truth, read_archive
 from support.simulator_helpers import StartSimulator
@@ -58,3 +59,47 @@ def test_each_day_is_listed_exactly_whatever_zone_the_api_reads_a_bare_date_in(
     code, output = backfill(sim, tmp_path / "archive", config_file(tmp_path))
     assert code == 0, output
     assert_matches_truth(read_archive(str(tmp_path / "archive")), Expected(sim.truth()))
+
+
+@pytest.mark.parametrize("broken_status", [410, 503])
+def test_recording_answers_are_read_by_status_and_recording_enabled_and_failing_ones_are_given_up(
+    start_simulator: StartSimulator, tmp_path: Path, broken_status: int
+) -> None:
+    # Half the call objects leave `recordingEnabled` out, so the archiver must ask; "not enabled" comes
+    # back with varied statuses and wordings; a fifth of recordings never become ready, and every one
+    # of those answers `broken_status` for ever instead of 425.
+    sim = start_simulator(
+        calls=60,
+        seed=29,
+        days=2,
+        recording_enabled_omitted_rate=0.5,
+        not_enabled_wordings=True,
+        stuck_recording_rate=0.2,
+        broken_recording_rate=1.0,
+        broken_recording_status=broken_status,
+    )
+    dest, config = tmp_path / "archive", config_file(tmp_path, "max_attempts = 2")
+    truth = sim.truth()
+    ended = [t for t in truth if not t["underway"]]
+    omitted_off = [
+        t for t in ended if "recordingEnabled" not in t["call"] and t["recording"]["status"] == "not_enabled"
+    ]
+    broken = {t["call_id"] for t in ended if t["recording"]["status"] == "pending"}
+    assert omitted_off and broken, "the account must have both kinds of call"
+
+    code, output = backfill(sim, dest, config)
+    assert code == 1, output  # the broken recordings failed: the run says so, their days stay open
+    rows = {row["call_id"]: row for row in read_archive(str(dest)).calls}
+    assert {rows[t["call_id"]]["recording_status"] for t in omitted_off} == {"not_enabled"}
+    assert {rows[call_id]["recording_status"] for call_id in broken} == {"failed"}
+    assert list(dest.glob("_state/open/*"))
+
+    # The next visit past recording_give_up_days gives up on them like on recordings that stay pending.
+    code, output = backfill(sim, dest, config, "--recording-give-up-days", "0")
+    assert code == 0, output
+    archive = read_archive(str(dest))
+    assert_matches_truth(archive, Expected(truth, recordings_given_up=broken))
+    details = {row["recording_detail"] for row in archive.calls if row["call_id"] in broken}
+    assert all(d.startswith("still failing") and str(broken_status) in d for d in details), details
+    underway_days = {t["call_date"] for t in truth if t["underway"]}
+    assert {p.name.removeprefix("call_date=") for p in dest.glob("_state/open/*")} == underway_days
