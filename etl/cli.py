@@ -101,6 +101,12 @@ def settings_options(func: F) -> F:
             "it is then archived as unavailable.",
         ),
         setting_option(
+            "--underway-give-up-hours",
+            setting="underway_give_up_hours",
+            type=float,
+            help="Hours after a call was first found underway to archive it as it is (never ended).",
+        ),
+        setting_option(
             "--config",
             setting="config_file",
             type=click.Path(dir_okay=False, path_type=Path),

@@ -36,6 +36,7 @@ ENV_VARS: Mapping[str, str] = {
     "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
     "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
     "recording_give_up_days": "ARCHIVER_RECORDING_GIVE_UP_DAYS",
+    "underway_give_up_hours": "ARCHIVER_UNDERWAY_GIVE_UP_HOURS",
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "since": "ARCHIVER_SINCE",
@@ -65,6 +66,10 @@ class Settings:
     # A recording still not ready this long after the archive first found it pending is given up
     # on (`unavailable`), so one that never finishes processing does not keep its day open for ever.
     recording_give_up_days: float = 7.0
+    # A call still underway (no `ended`) this long after the archive first found it underway is
+    # archived as it is (its recording `unavailable`), so a call the API never ends does not keep its
+    # day open for ever. Calls last at most their maxDuration (an hour is common): 48 h is far past it.
+    underway_give_up_hours: float = 48.0
     # The first re-poll of a 425 comes soon: a recording that needs one or two more polls at the end
     # of a run otherwise keeps the whole run waiting (small_api case: 1.21-1.25x the rate-limit
     # bound at 0.5 s, 1.15-1.16x at 0.25 s); the delay doubles from here up to the maximum.
@@ -123,6 +128,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:
         raise ConfigError("--recording-give-up-days must not be negative")
+    if settings.underway_give_up_hours < 0:
+        raise ConfigError("--underway-give-up-hours must not be negative")
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}

@@ -35,6 +35,8 @@ class AdmittedCall:
     call_id: str
     call: Mapping[str, Any]
     row: dict[str, Any]
+    # Set for a call that never ended: archived as it is, with this reason for its recording.
+    never_ended: str | None = None
 
 
 class CallArchiver:
@@ -50,6 +52,7 @@ class CallArchiver:
         run_time: datetime,
         message_page_size: int,
         recording_give_up: timedelta,
+        underway_give_up: timedelta,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -58,9 +61,14 @@ class CallArchiver:
         self._run_time = run_time
         self._message_page_size = message_page_size
         self._recording_give_up = recording_give_up
+        self._underway_give_up = underway_give_up
 
-    def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
-        """Validate a listed call; quarantine what cannot be archived; skip what is still underway."""
+    def admit(
+        self, raw: object, book: PartitionBook, *, underway_since: Mapping[str, datetime] | None = None
+    ) -> AdmittedCall | None:
+        """Validate a listed call; quarantine what cannot be archived; skip what is still underway,
+        unless it has been underway `underway_give_up` since the archive first found it so
+        (`underway_since`, from the partition's manifest): then it is archived as it is."""
         day = book.day
         try:
             if not isinstance(raw, Mapping):
@@ -77,8 +85,17 @@ class CallArchiver:
             self._ledger.problem(ProblemKind.BAD_RECORD, exc.reason, book, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
-            self._ledger.underway(call_id, book)
-            return None
+            since = (underway_since or {}).get(call_id, self._run_time)
+            waited = self._run_time - since
+            if waited < self._underway_give_up:
+                self._ledger.underway(call_id, book, since=since)
+                return None
+            reason = (
+                f"the call was still underway {_days(waited)} after the archive first found it so; "
+                "archived as it is, without waiting for it to end (a backfill of the day asks again)"
+            )
+            log.warning("call never ended: archived as it is", extra={"call_id": call_id})
+            return AdmittedCall(call_id, raw, row, never_ended=reason)
         return AdmittedCall(call_id, raw, row)
 
     async def archive(
@@ -94,7 +111,9 @@ class CallArchiver:
         # The recording is fetched alongside the transcript: its 425 waits,
         # download and upload overlap the transcript's requests instead of following them, so a
         # day's (and the run's) last calls do not leave the rate budget idle while audio moves.
-        recording = asyncio.create_task(self._recording(call, call_id, partition, archived, slot))
+        recording = asyncio.create_task(
+            self._recording(call, call_id, partition, archived, slot, never_ended=admitted.never_ended)
+        )
         try:
             try:
                 message_rows, message_count = await self._transcript(call_id, partition, archived)
@@ -144,10 +163,15 @@ class CallArchiver:
         partition: Partition,
         archived: ArchivedCall | None,
         slot: asyncio.Semaphore,
+        *,
+        never_ended: str | None,
     ) -> RecordingOutcome:
         if call.get("recordingEnabled") is False:
             # The call object already says so: no request needed to learn it.
             return RecordingOutcome(RecordingStatus.NOT_ENABLED)
+        if never_ended is not None:
+            # Given up on (see `admit`): the API answers 425 for the recording of a call not ended.
+            return RecordingOutcome(RecordingStatus.UNAVAILABLE, detail=never_ended)
         if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
             stored = await asyncio.to_thread(self._storage.head, recording_key(partition.day, call_id))
             if stored is not None and stored.size == archived.recording.size_bytes:

@@ -168,6 +168,7 @@ class Run:
             run_time=started,
             message_page_size=settings.message_page_size,
             recording_give_up=timedelta(days=settings.recording_give_up_days),
+            underway_give_up=timedelta(hours=settings.underway_give_up_hours),
         )
 
     async def execute(self, command: Command) -> RunSummary:
@@ -290,7 +291,7 @@ class Run:
         try:
             async for page in pages:
                 for raw in page:
-                    call = self._calls.admit(raw, book)
+                    call = self._calls.admit(raw, book, underway_since=partition.underway_since)
                     if call is None:
                         continue
                     await slots.acquire()

@@ -36,6 +36,7 @@ class PartitionBook:
     failed_kinds: list[ProblemKind] = field(default_factory=list)
     recordings_archived: int = 0
     recording_bytes: int = 0
+    underway_since: dict[str, str] = field(default_factory=dict)
 
     def manifest(
         self, published: PublishResult, *, run_id: str, written_at: datetime, refresh_window: timedelta
@@ -66,6 +67,7 @@ class PartitionBook:
             failed_call_ids=tuple(self.failed_call_ids),
             newest_call_created=published.newest_call_created,
             failed_kinds=tuple(self.failed_kinds),
+            underway_since=dict(self.underway_since),
         )
 
 
@@ -98,10 +100,12 @@ class Ledger:
         message = "recording not archived" if kind is ProblemKind.RECORDING_FAILED else "call not archived"
         log.warning(message, extra={"kind": kind, "reason": reason, "call_id": call_id})
 
-    def underway(self, call_id: str, book: PartitionBook) -> None:
+    def underway(self, call_id: str, book: PartitionBook, *, since: datetime | None = None) -> None:
         self.summary.calls_underway += 1
         self.summary.underway_call_ids.append(call_id)
         book.underway_call_ids.append(call_id)
+        if since is not None:
+            book.underway_since[call_id] = since.isoformat()
 
     def recording_reused(self) -> None:
         self.summary.recordings_reused += 1

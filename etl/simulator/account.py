@@ -47,6 +47,8 @@ class AccountSpec:
     # answer by its status. Drawn from the call id, not the account's random stream, so every other
     # field of every call stays what it was.
     recording_enabled_omitted_rate: float = 0.0
+    # Calls underway that never end: /_sim/advance end_underway leaves them underway for ever.
+    never_ending_rate: float = 0.0
 
     @property
     def start_us(self) -> int:

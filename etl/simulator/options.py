@@ -53,6 +53,7 @@ class SimulatorOptions:
     not_enabled_wordings: bool = False
     broken_recording_rate: float = 0.0
     broken_recording_status: int = 410
+    never_ending_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -143,6 +144,12 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         help="fraction of never-ready recordings answered --broken-recording-status for ever, not 425",
     )
     add("--broken-recording-status", type=int, default=d.broken_recording_status, help="e.g. 410 or 500")
+    add(
+        "--never-ending-rate",
+        type=float,
+        default=d.never_ending_rate,
+        help="fraction of calls underway that never end (/_sim/advance end_underway skips them)",
+    )
     return parser
 
 

@@ -181,7 +181,8 @@ class Account:
             raise BadRequest(f"{', '.join(_ADVANCE_FLAGS)} must be booleans")
         result: dict[str, list[str]] = {"ended": [], "finished_processing": [], "summarised": []}
         for record in self.live:
-            if changes.get("end_underway") and not self.is_ended(record):
+            never_ends = fraction(record.call_id, "never-ends") < self.spec.never_ending_rate
+            if changes.get("end_underway") and not self.is_ended(record) and not never_ends:
                 self._ended.add(record.call_id)
                 result["ended"].append(record.call_id)
             if changes.get("finish_processing") and self._stuck(record):

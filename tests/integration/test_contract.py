@@ -103,3 +103,34 @@ def test_recording_answers_are_read_by_status_and_recording_enabled_and_failing_
     assert all(d.startswith("still failing") and str(broken_status) in d for d in details), details
     underway_days = {t["call_date"] for t in truth if t["underway"]}
     assert {p.name.removeprefix("call_date=") for p in dest.glob("_state/open/*")} == underway_days
+
+
+def test_calls_that_never_end_are_archived_as_they_are_after_the_give_up_time(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(calls=80, seed=31, days=2, never_ending_rate=1.0, stuck_recording_rate=0.0)
+    dest, config = tmp_path / "archive", config_file(tmp_path)
+    truth = sim.truth()
+    underway = {t["call_id"] for t in truth if t["underway"]}
+    assert underway, "the account must have calls underway"
+
+    code, output = backfill(sim, dest, config)
+    assert code == 0, output
+    assert f"{len(underway)} calls underway" in output
+    assert list(dest.glob("_state/open/*"))
+
+    assert sim.advance(end_underway=True) is not None
+    assert {t["call_id"] for t in sim.truth() if t["underway"]} == underway  # they never end
+    # Not yet given up: the time counts from when the archive first found them underway.
+    code, output = backfill(sim, dest, config, "--underway-give-up-hours", "1")
+    assert f"{len(underway)} calls underway" in output
+
+    code, output = backfill(sim, dest, config, "--underway-give-up-hours", "0")
+    assert code == 0, output
+    archive = read_archive(str(dest))
+    assert_matches_truth(archive, Expected(sim.truth(), underway_given_up=underway))
+    given_up = [row for row in archive.calls if row["call_id"] in underway]
+    assert {row["ended"] for row in given_up} == {None}
+    unavailable = [row for row in given_up if row["recording_status"] == "unavailable"]
+    assert unavailable and all("still underway" in row["recording_detail"] for row in unavailable)
+    assert not list(dest.glob("_state/open/*")), "every day closes"
