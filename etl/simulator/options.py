@@ -54,6 +54,9 @@ class SimulatorOptions:
     broken_recording_rate: float = 0.0
     broken_recording_status: int = 410
     never_ending_rate: float = 0.0
+    # PEM files: serve both origins over TLS (https); the API's `next` links still say http.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -150,6 +153,8 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         default=d.never_ending_rate,
         help="fraction of calls underway that never end (/_sim/advance end_underway skips them)",
     )
+    add("--tls-cert", default=d.tls_cert, help="PEM certificate: serve https (next links still say http)")
+    add("--tls-key", default=d.tls_key, help="PEM private key of --tls-cert (if not in the same file)")
     return parser
 
 

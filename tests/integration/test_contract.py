@@ -134,3 +134,22 @@ def test_calls_that_never_end_are_archived_as_they_are_after_the_give_up_time(
     unavailable = [row for row in given_up if row["recording_status"] == "unavailable"]
     assert unavailable and all("still underway" in row["recording_detail"] for row in unavailable)
     assert not list(dest.glob("_state/open/*")), "every day closes"
+
+
+CERT = Path(__file__).parent.parent / "data" / "localhost-cert.pem"  # self-signed for 127.0.0.1
+KEY = CERT.with_name("localhost-key.pem")
+
+
+def test_next_links_that_drop_to_http_are_followed_over_https(
+    start_simulator: StartSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over TLS the simulator's `next` links still say http://127.0.0.1:<port>: the archiver must
+    # follow them over https, never in clear (the port speaks TLS only, so a clear request fails).
+    sim = start_simulator(calls=150, seed=37, days=1, tls_cert=str(CERT), tls_key=str(KEY))
+    assert sim.api_base_url.startswith("https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    sim.reset_stats()
+    code, output = backfill(sim, tmp_path / "archive", config_file(tmp_path, "page_size = 20"))
+    assert code == 0, output
+    assert_matches_truth(read_archive(str(tmp_path / "archive")), Expected(sim.truth()))
+    assert sim.stats()["requests"]["list_calls"] >= 150 // 20
