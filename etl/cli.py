@@ -35,7 +35,7 @@ from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
-from etl.storage import LocalStorage, Storage, open_storage
+from etl.storage import LocalStorage, S3Options, Storage, open_storage
 from etl.storage.local import cleanup_stale_temp_files
 
 log = logging.getLogger("etl.cli")
@@ -99,6 +99,20 @@ def settings_options(func: F) -> F:
             type=float,
             help="Days after a recording was first found pending to stop keeping its day open for it; "
             "it is then archived as unavailable.",
+        ),
+        setting_option(
+            "--s3-sse",
+            setting="s3_sse",
+            type=click.Choice(["AES256", "aws:kms"]),
+            help="Server-side encryption of every object written to S3 (default: the bucket's).",
+        ),
+        setting_option(
+            "--s3-sse-kms-key-id", setting="s3_sse_kms_key_id", help="KMS key of --s3-sse aws:kms."
+        ),
+        setting_option(
+            "--s3-expected-bucket-owner",
+            setting="s3_expected_bucket_owner",
+            help="AWS account id that must own the bucket; S3 refuses every request otherwise.",
         ),
         setting_option(
             "--underway-give-up-hours",
@@ -274,7 +288,12 @@ def _settings_or_exit(flags: dict[str, Any]) -> Settings:
 
 def open_destination(settings: Settings) -> Storage:
     try:
-        storage = open_storage(settings.dest)
+        options = S3Options(
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            expected_bucket_owner=settings.s3_expected_bucket_owner,
+        )
+        storage = open_storage(settings.dest, s3_options=options)
         if isinstance(storage, LocalStorage):
             # A run killed mid-write leaves its temp files behind; only old ones go, as a younger
             # one may belong to a run writing now. (S3 keeps no partial objects to clean up.)

@@ -40,6 +40,9 @@ ENV_VARS: Mapping[str, str] = {
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "since": "ARCHIVER_SINCE",
+    "s3_sse": "ARCHIVER_S3_SSE",
+    "s3_sse_kms_key_id": "ARCHIVER_S3_SSE_KMS_KEY_ID",
+    "s3_expected_bucket_owner": "ARCHIVER_S3_EXPECTED_BUCKET_OWNER",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -90,6 +93,13 @@ class Settings:
     lock_wait_s: float = 0.0
     # Where a first `sync` starts when nothing is archived yet.
     since: date | None = None
+    # Server-side encryption of every object written to S3: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS,
+    # with s3_sse_kms_key_id or the account's default KMS key). None: the bucket's default.
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    # The AWS account id that must own the bucket (ExpectedBucketOwner on every request): S3 refuses
+    # the run rather than write the archive into a bucket someone else owns.
+    s3_expected_bucket_owner: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -128,6 +138,13 @@ def validate(settings: Settings) -> None:
         raise ConfigError("--recording-wait must not be negative")
     if settings.recording_give_up_days < 0:
         raise ConfigError("--recording-give-up-days must not be negative")
+    if settings.s3_sse not in (None, "AES256", "aws:kms"):
+        raise ConfigError(f"s3_sse must be AES256 or aws:kms, got {settings.s3_sse!r}")
+    if settings.s3_sse_kms_key_id and settings.s3_sse != "aws:kms":
+        raise ConfigError("s3_sse_kms_key_id needs s3_sse = aws:kms")
+    owner = settings.s3_expected_bucket_owner
+    if owner is not None and not (len(owner) == 12 and owner.isascii() and owner.isdigit()):
+        raise ConfigError(f"s3_expected_bucket_owner must be a 12-digit AWS account id, got {owner!r}")
     if settings.underway_give_up_hours < 0:
         raise ConfigError("--underway-give-up-hours must not be negative")
 

@@ -181,3 +181,31 @@ def test_a_non_loopback_http_base_url_is_refused(url: str) -> None:
 )
 def test_loopback_http_and_any_https_base_url_are_accepted(url: str) -> None:
     assert load_settings({"api_base_url": url}, {"ULTRAVOX_API_KEY": KEY}).api_base_url == url
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ARCHIVER_S3_SSE": "aes256"}, "s3_sse must be AES256 or aws:kms"),
+        ({"ARCHIVER_S3_SSE_KMS_KEY_ID": "alias/x"}, "needs s3_sse = aws:kms"),
+        ({"ARCHIVER_S3_EXPECTED_BUCKET_OWNER": "12345"}, "12-digit"),
+    ],
+)
+def test_bad_s3_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, {"ULTRAVOX_API_KEY": KEY, **env})
+
+
+def test_s3_settings_from_env() -> None:
+    env = {
+        "ULTRAVOX_API_KEY": KEY,
+        "ARCHIVER_S3_SSE": "aws:kms",
+        "ARCHIVER_S3_SSE_KMS_KEY_ID": "alias/archive",
+        "ARCHIVER_S3_EXPECTED_BUCKET_OWNER": "123456789012",
+    }
+    settings = load_settings({}, env)
+    assert (settings.s3_sse, settings.s3_sse_kms_key_id, settings.s3_expected_bucket_owner) == (
+        "aws:kms",
+        "alias/archive",
+        "123456789012",
+    )
