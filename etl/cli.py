@@ -115,6 +115,11 @@ def settings_options(func: F) -> F:
             help="AWS account id that must own the bucket; S3 refuses every request otherwise.",
         ),
         setting_option(
+            "--allowed-recording-hosts",
+            setting="allowed_recording_hosts",
+            help="Hosts (comma-separated) recordings may come from on private or loopback addresses.",
+        ),
+        setting_option(
             "--underway-give-up-hours",
             setting="underway_give_up_hours",
             type=float,

@@ -43,6 +43,7 @@ ENV_VARS: Mapping[str, str] = {
     "s3_sse": "ARCHIVER_S3_SSE",
     "s3_sse_kms_key_id": "ARCHIVER_S3_SSE_KMS_KEY_ID",
     "s3_expected_bucket_owner": "ARCHIVER_S3_EXPECTED_BUCKET_OWNER",
+    "allowed_recording_hosts": "ARCHIVER_ALLOWED_RECORDING_HOSTS",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -100,6 +101,10 @@ class Settings:
     # The AWS account id that must own the bucket (ExpectedBucketOwner on every request): S3 refuses
     # the run rather than write the archive into a bucket someone else owns.
     s3_expected_bucket_owner: str | None = None
+    # Host names (comma-separated) a recording may be downloaded from although they resolve to a
+    # private, link-local or loopback address (an S3-compatible store inside your network). Any
+    # other such address is refused: the recording redirect must not reach internal services.
+    allowed_recording_hosts: str = ""
 
     def __post_init__(self) -> None:
         validate(self)

@@ -24,6 +24,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from etl.api.ratelimit import RateLimiter
+from etl.api.redirects import DownloadPolicy, Resolver, parse_host_list
 from etl.api.responses import (
     ByteSink,
     converted_errors,
@@ -94,6 +95,8 @@ class ClientOptions:
     max_attempts: int
     retry_initial_s: float
     retry_max_s: float
+    # Hosts a recording may be downloaded from even on a private or loopback address (redirects.py).
+    allowed_recording_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
@@ -107,6 +110,7 @@ class ClientOptions:
             max_attempts=settings.max_attempts,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
+            allowed_recording_hosts=parse_host_list(settings.allowed_recording_hosts),
         )
 
 
@@ -119,6 +123,7 @@ class ApiClient:
         storage_transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resolve: Resolver | None = None,
     ) -> None:
         self._options = options
         self._key = options.api_key
@@ -153,8 +158,11 @@ class ApiClient:
         ]
         self._next_pool = itertools.cycle(self._api_pools)
         # No Ultravox header here: this pool talks to cloud storage. Redirects among storage hosts are
-        # harmless to follow because this client holds nothing secret.
+        # harmless to follow because this client holds nothing secret; where each request may go is
+        # checked before it is sent, redirects included (redirects.DownloadPolicy).
+        policy = DownloadPolicy.for_api(options.base_url, options.allowed_recording_hosts, resolve)
         self._storage = httpx.AsyncClient(
+            event_hooks={"request": [policy.check_request]},
             headers={"User-Agent": USER_AGENT},
             timeout=timeout,
             verify=tls,

@@ -37,6 +37,7 @@ def make_client(
         max_attempts=4,
         retry_initial_s=0.5,
         retry_max_s=30.0,
+        allowed_recording_hosts=frozenset({"storage.test"}),
     )
     return ApiClient(
         options,

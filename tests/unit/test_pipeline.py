@@ -143,6 +143,7 @@ def run_day(api: FakeApi, archive: Archive, tmp_path: Path) -> Iterator[Any]:
         api_key=Secret(API_KEY),
         api_base_url="https://api.test/api",
         dest=str(archive.root),
+        allowed_recording_hosts="storage.test",
         max_rps=10_000,
         recording_wait_s=0.0,
     )

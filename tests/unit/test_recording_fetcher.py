@@ -74,6 +74,7 @@ def make_fetcher(
         max_attempts=3,
         retry_initial_s=0.5,
         retry_max_s=30.0,
+        allowed_recording_hosts=frozenset({"storage.test"}),
     )
     client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
     local = LocalStorage(root / "archive")

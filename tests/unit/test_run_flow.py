@@ -100,6 +100,7 @@ def run_days(api: GatedApi, root: Path, days: int, **overrides: Any) -> tuple[Ru
         api_key=Secret(API_KEY),
         api_base_url="https://api.test/api",
         dest=str(root / "archive"),
+        allowed_recording_hosts="storage.test",
         **{"max_rps": 10_000, "recording_wait_s": 0.0, **overrides},
     )
 
