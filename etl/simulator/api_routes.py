@@ -30,6 +30,8 @@ CALLS_PAGE_SIZE = 100
 MESSAGES_PAGE_SIZE = 20
 
 _NOT_FOUND = "Not found."
+# Where an `unsafe_redirect_rate` recording redirect points: the cloud metadata service.
+UNSAFE_LOCATION = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
 
 class _NotFound(Exception):
@@ -241,6 +243,8 @@ class ApiOrigin(Origin):
             if self._broken(record):
                 return responses.detail(self.config.broken_recording_status, "Recording unavailable.")
             return responses.detail(425, "Recording not yet available.")
+        if fraction(record.call_id, "unsafe-redirect") < self.config.unsafe_redirect_rate:
+            return Response(302, [("Location", UNSAFE_LOCATION)])
         if record.delivery == "direct":
             return responses.audio_response(record, self.stats)
         born_expired = self.account.issue_signed_url(record, self.config.expired_url_rate)

@@ -23,6 +23,7 @@ _FRACTIONS = (
     "storage_truncate_rate",
     "expired_url_rate",
     "broken_recording_rate",
+    "unsafe_redirect_rate",
 )
 _NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
 
@@ -81,6 +82,9 @@ class FaultConfig:
     # instead of 425: a recording that keeps failing.
     broken_recording_rate: float = 0.0
     broken_recording_status: int = 410
+    # Recordings whose 302 points at the cloud metadata service (a compromised or confused API):
+    # the client must refuse to follow it.
+    unsafe_redirect_rate: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         plain = {name: getattr(self, name) for name in (*_NON_NEGATIVE, *_FRACTIONS)}

@@ -54,6 +54,7 @@ class SimulatorOptions:
     broken_recording_rate: float = 0.0
     broken_recording_status: int = 410
     never_ending_rate: float = 0.0
+    unsafe_redirect_rate: float = 0.0
     # PEM files: serve both origins over TLS (https); the API's `next` links still say http.
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -152,6 +153,12 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         type=float,
         default=d.never_ending_rate,
         help="fraction of calls underway that never end (/_sim/advance end_underway skips them)",
+    )
+    add(
+        "--unsafe-redirect-rate",
+        type=float,
+        default=d.unsafe_redirect_rate,
+        help="fraction of ready recordings whose 302 points at 169.254.169.254 (to be refused)",
     )
     add("--tls-cert", default=d.tls_cert, help="PEM certificate: serve https (next links still say http)")
     add("--tls-key", default=d.tls_key, help="PEM private key of --tls-cert (if not in the same file)")

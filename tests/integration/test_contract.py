@@ -153,3 +153,18 @@ def test_next_links_that_drop_to_http_are_followed_over_https(
     assert code == 0, output
     assert_matches_truth(read_archive(str(tmp_path / "archive")), Expected(sim.truth()))
     assert sim.stats()["requests"]["list_calls"] >= 150 // 20
+
+
+def test_a_recording_redirect_to_the_metadata_service_is_never_followed(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    sim = start_simulator(calls=40, seed=41, days=1, unsafe_redirect_rate=0.3, stuck_recording_rate=0.0)
+    code, output = backfill(sim, tmp_path / "archive", config_file(tmp_path, "request_timeout_s = 2"))
+    assert code == 1, output  # those recordings failed, and the run says so
+    rows = read_archive(str(tmp_path / "archive")).calls
+    refused = [row for row in rows if row["recording_status"] == "failed"]
+    assert refused, "the switch must hit some recordings"
+    for row in refused:
+        assert "refusing to download a recording from http://169.254.169.254" in row["recording_detail"]
+        assert row["recording_uri"] is None
+    assert any(row["recording_status"] == "archived" for row in rows)
