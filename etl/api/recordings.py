@@ -130,8 +130,12 @@ class RecordingFetcher:
                     continue
                 if answer.kind is AnswerKind.REDIRECT and answer.location is not None:
                     try:
+                        # The allowance first, then a download slot: a sink keeps its allowance
+                        # across a signed-URL refresh, so taking a slot first let 8 slot holders
+                        # wait for allowances held by sinks that waited for a slot (a deadlock
+                        # seen with expired URLs and storage faults on).
+                        await sink.reserve()
                         async with self._download_slots:
-                            await sink.reserve()
                             await self._client.download(answer.location, sink)
                     except SignedUrlRejected:
                         # Signed URLs expire; the API hands out a fresh one on the next request.

@@ -95,6 +95,7 @@ class CallArchiver:
                 "archived as it is, without waiting for it to end (a backfill of the day asks again)"
             )
             log.warning("call never ended: archived as it is", extra={"call_id": call_id})
+            self._ledger.underway_given_up(call_id, book, since=since)
             return AdmittedCall(call_id, raw, row, never_ended=reason)
         return AdmittedCall(call_id, raw, row)
 

@@ -107,6 +107,12 @@ class Ledger:
         if since is not None:
             book.underway_since[call_id] = since.isoformat()
 
+    def underway_given_up(self, call_id: str, book: PartitionBook, *, since: datetime) -> None:
+        """A call archived as it is although still underway: its first-found time stays in the
+        manifest, so a later visit of the day (refresh window, backfill) gives it up again at once
+        instead of counting from zero and opening the day for it."""
+        book.underway_since[call_id] = since.isoformat()
+
     def recording_reused(self) -> None:
         self.summary.recordings_reused += 1
 

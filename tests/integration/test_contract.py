@@ -135,6 +135,14 @@ def test_calls_that_never_end_are_archived_as_they_are_after_the_give_up_time(
     assert unavailable and all("still underway" in row["recording_detail"] for row in unavailable)
     assert not list(dest.glob("_state/open/*")), "every day closes"
 
+    # A later visit of the day (here a backfill, with the default give-up time) does not count the
+    # wait from zero again: the calls stay archived as they were, and the days stay closed.
+    code, output = backfill(sim, dest, config)
+    assert code == 0, output
+    assert "calls underway" not in output or "0 calls underway" in output
+    assert_matches_truth(read_archive(str(dest)), Expected(sim.truth(), underway_given_up=underway))
+    assert not list(dest.glob("_state/open/*"))
+
 
 CERT = Path(__file__).parent.parent / "data" / "localhost-cert.pem"  # self-signed for 127.0.0.1
 KEY = CERT.with_name("localhost-key.pem")
