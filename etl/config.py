@@ -104,7 +104,7 @@ class Settings:
     # Host names (comma-separated) a recording may be downloaded from although they resolve to a
     # private, link-local or loopback address (an S3-compatible store inside your network). Any
     # other such address is refused: the recording redirect must not reach internal services.
-    allowed_recording_hosts: str = ""
+    allowed_recording_hosts: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)

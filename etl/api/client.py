@@ -110,7 +110,7 @@ class ClientOptions:
             max_attempts=settings.max_attempts,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
-            allowed_recording_hosts=parse_host_list(settings.allowed_recording_hosts),
+            allowed_recording_hosts=parse_host_list(settings.allowed_recording_hosts or ""),
         )
 
 

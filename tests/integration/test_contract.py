@@ -6,6 +6,7 @@ guess, and checks the archive against the simulator's ground truth.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -135,9 +136,10 @@ def test_calls_that_never_end_are_archived_as_they_are_after_the_give_up_time(
     assert unavailable and all("still underway" in row["recording_detail"] for row in unavailable)
     assert not list(dest.glob("_state/open/*")), "every day closes"
 
-    # A later visit of the day (here a backfill, with the default give-up time) does not count the
-    # wait from zero again: the calls stay archived as they were, and the days stay closed.
-    code, output = backfill(sim, dest, config)
+    # A later visit of the day does not count the wait from zero again: with a give-up time of ~1 s,
+    # counted from the first run (seconds ago), the calls stay archived as they were, the days closed.
+    time.sleep(1.2)
+    code, output = backfill(sim, dest, config, "--underway-give-up-hours", "0.0003")
     assert code == 0, output
     assert "calls underway" not in output or "0 calls underway" in output
     assert_matches_truth(read_archive(str(dest)), Expected(sim.truth(), underway_given_up=underway))
