@@ -36,7 +36,7 @@ from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
-from etl.storage import LocalStorage, Storage, open_storage
+from etl.storage import LocalStorage, S3Options, Storage, open_storage
 from etl.storage.local import cleanup_stale_temp_files
 
 log = logging.getLogger("etl.cli")
@@ -139,6 +139,31 @@ def settings_options(func: F) -> F:
             type=float,
             help="Slowest recording transfer tolerated over transfer_window_s (0: no minimum); "
             "a slower one is dropped and retried.",
+        ),
+        setting_option(
+            "--s3-sse",
+            setting="s3_sse",
+            type=click.Choice(["AES256", "aws:kms"]),
+            help="Server-side encryption of every object written to S3 (default: the bucket's).",
+        ),
+        setting_option(
+            "--s3-sse-kms-key-id", setting="s3_sse_kms_key_id", help="KMS key of --s3-sse aws:kms."
+        ),
+        setting_option(
+            "--s3-expected-bucket-owner",
+            setting="s3_expected_bucket_owner",
+            help="AWS account id that must own the bucket; S3 refuses every request otherwise.",
+        ),
+        setting_option(
+            "--allowed-recording-hosts",
+            setting="allowed_recording_hosts",
+            help="Hosts (comma-separated) recordings may come from on private or loopback addresses.",
+        ),
+        setting_option(
+            "--underway-give-up-hours",
+            setting="underway_give_up_hours",
+            type=float,
+            help="Hours after a call was first found underway to archive it as it is (never ended).",
         ),
         setting_option(
             "--config",
@@ -322,7 +347,12 @@ def _settings_or_exit(flags: dict[str, Any]) -> Settings:
 
 def open_destination(settings: Settings) -> Storage:
     try:
-        storage = open_storage(settings.dest)
+        options = S3Options(
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            expected_bucket_owner=settings.s3_expected_bucket_owner,
+        )
+        storage = open_storage(settings.dest, s3_options=options)
         if isinstance(storage, LocalStorage):
             # A run killed mid-write leaves its temp files behind; only old ones go, as a younger
             # one may belong to a run writing now. (S3 keeps no partial objects to clean up.)

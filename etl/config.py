@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from etl.addresses import is_loopback_host
 from etl.errors import ConfigError
 from etl.secrets import Secret
 
@@ -40,6 +41,7 @@ ENV_VARS: Mapping[str, str] = {
     "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
     "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
     "recording_give_up_days": "ARCHIVER_RECORDING_GIVE_UP_DAYS",
+    "underway_give_up_hours": "ARCHIVER_UNDERWAY_GIVE_UP_HOURS",
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
     "lock_wait_s": "ARCHIVER_LOCK_WAIT_S",
     "worker_id": "ARCHIVER_WORKER_ID",
@@ -50,6 +52,10 @@ ENV_VARS: Mapping[str, str] = {
     "max_pages_per_listing": "ARCHIVER_MAX_PAGES_PER_LISTING",
     "max_recording_mib": "ARCHIVER_MAX_RECORDING_MIB",
     "min_transfer_kib_s": "ARCHIVER_MIN_TRANSFER_KIB_S",
+    "s3_sse": "ARCHIVER_S3_SSE",
+    "s3_sse_kms_key_id": "ARCHIVER_S3_SSE_KMS_KEY_ID",
+    "s3_expected_bucket_owner": "ARCHIVER_S3_EXPECTED_BUCKET_OWNER",
+    "allowed_recording_hosts": "ARCHIVER_ALLOWED_RECORDING_HOSTS",
     "config_file": "ARCHIVER_CONFIG",
 }
 
@@ -84,6 +90,10 @@ class Settings:
     # A recording still not ready this long after the archive first found it pending is given up
     # on (`unavailable`), so one that never finishes processing does not keep its day open for ever.
     recording_give_up_days: float = 7.0
+    # A call still underway (no `ended`) this long after the archive first found it underway is
+    # archived as it is (its recording `unavailable`), so a call the API never ends does not keep its
+    # day open for ever. Calls last at most their maxDuration (an hour is common): 48 h is far past it.
+    underway_give_up_hours: float = 48.0
     # The first re-poll of a 425 comes soon: a recording that needs one or two more polls at the end
     # of a run otherwise keeps the whole run waiting (small_api case: 1.21-1.25x the rate-limit
     # bound at 0.5 s, 1.15-1.16x at 0.25 s); the delay doubles from here up to the maximum.
@@ -127,6 +137,17 @@ class Settings:
     # 0: no minimum.
     min_transfer_kib_s: float = 16.0
     transfer_window_s: float = 60.0
+    # Server-side encryption of every object written to S3: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS,
+    # with s3_sse_kms_key_id or the account's default KMS key). None: the bucket's default.
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    # The AWS account id that must own the bucket (ExpectedBucketOwner on every request): S3 refuses
+    # the run rather than write the archive into a bucket someone else owns.
+    s3_expected_bucket_owner: str | None = None
+    # Host names (comma-separated) a recording may be downloaded from although they resolve to a
+    # private, link-local or loopback address (an S3-compatible store inside your network). Any
+    # other such address is refused: the recording redirect must not reach internal services.
+    allowed_recording_hosts: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -149,6 +170,13 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"ULTRAVOX_API_BASE_URL must be an http(s) URL, got {settings.api_base_url!r}")
     if parts.query or parts.fragment:
         raise ConfigError("ULTRAVOX_API_BASE_URL must not carry a query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        # The key goes in a header of every request: in clear, anyone on the path reads it. Plain
+        # http stays for loopback (the simulator, a local proxy that speaks TLS onwards).
+        raise ConfigError(
+            f"ULTRAVOX_API_BASE_URL must be https unless it is on this machine (loopback), got {parts.scheme}://"
+            f"{parts.hostname}"
+        )
     if settings.max_rps <= 0:
         raise ConfigError("--max-rps must be positive")
     for name in ("concurrency", "download_concurrency", "page_size", "message_page_size", "max_attempts"):
@@ -184,10 +212,20 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             "--max-recording-mib and --min-transfer-kib-s must not be negative, transfer_window_s positive"
         )
+    if settings.s3_sse not in (None, "AES256", "aws:kms"):
+        raise ConfigError(f"s3_sse must be AES256 or aws:kms, got {settings.s3_sse!r}")
+    if settings.s3_sse_kms_key_id and settings.s3_sse != "aws:kms":
+        raise ConfigError("s3_sse_kms_key_id needs s3_sse = aws:kms")
+    owner = settings.s3_expected_bucket_owner
+    if owner is not None and not (len(owner) == 12 and owner.isascii() and owner.isdigit()):
+        raise ConfigError(f"s3_expected_bucket_owner must be a 12-digit AWS account id, got {owner!r}")
+    if settings.underway_give_up_hours < 0:
+        raise ConfigError("--underway-give-up-hours must not be negative")
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
-_FILE_ONLY_FORBIDDEN = {"api_key"}  # a key in a config file ends up in git; point to a key file instead
+# A key in a config file ends up in git; point to a key file instead. Names compared by `_plain_name`.
+_FILE_ONLY_FORBIDDEN_PLAIN = frozenset({"apikey", "ultravoxapikey", "xapikey"})
 
 
 def load_settings(
@@ -267,10 +305,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     section = data.get("archiver", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [archiver] must be a table")
-    forbidden = _FILE_ONLY_FORBIDDEN & set(section)
-    if forbidden:
+    # The rule holds for every spelling of the name (`api-key`, `API_KEY`, `apiKey`, ...), and for
+    # names of settings that do not exist, so that it is this error and not "unknown setting" (or
+    # worse, silence) that a user who wrote their key into the file sees.
+    if any(_plain_name(str(name)) in _FILE_ONLY_FORBIDDEN_PLAIN for name in section):
         raise ConfigError(f"config file {path}: do not put the API key in a config file; use api_key_file")
     return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def _plain_name(name: str) -> str:
+    """A setting name without case, dashes, underscores, dots or spaces: `apiKey` -> `apikey`."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def _date(value: Any) -> date:

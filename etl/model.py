@@ -26,6 +26,9 @@ class RecordingOutcome:
     size_bytes: int | None = None
     sha256: str | None = None
     detail: str | None = None
+    # FAILED because the API (or its storage host) would not deliver the recording, not because our
+    # destination failed: such a failure counts toward `recording_give_up_days` like a pending one.
+    source_failure: bool = False
 
 
 class ProblemKind(StrEnum):

@@ -6,6 +6,10 @@ send the key to a stranger. A `next` URL seen before means the server is looping
 rather than archive forever. "Seen before" compares URLs with their query parameters sorted, so a loop
 whose links come back with the parameters reordered is caught too; a loop that never repeats itself
 (a fresh cursor on every empty page) is stopped by the cap on pages per listing.
+
+A `next` URL on the API's own host that says `http` while the API is reached over `https` (a proxy
+in front of the API that forgets the scheme it was reached by) is followed over `https`: the same
+host, never in clear.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from etl.errors import FatalError
 
@@ -71,6 +75,7 @@ class Paginator:
                 f"{self.description}: 'next' is not a valid URL (too long, or control characters)"
             )
         try:
+            next_url = self._over_api_scheme(next_url)
             origin = origin_of(next_url)
         except ValueError:
             raise FatalError(f"{self.description}: 'next' is not a valid URL (bad host or port)") from None
@@ -89,3 +94,15 @@ class Paginator:
             )
         self.seen.add(canonical)
         return next_url
+
+    def _over_api_scheme(self, url: str) -> str:
+        """`url` on the API's origin when it differs only by dropping `https` to `http` on the API's
+        host (its port the API's or http's default); otherwise as it is, for the origin check."""
+        scheme, netloc = self.api_origin
+        parts = urlsplit(url)
+        api_host, _, api_port = netloc.rpartition(":")
+        if scheme != "https" or parts.scheme.lower() != "http" or (parts.hostname or "").lower() != api_host:
+            return url
+        if parts.username is not None or parts.port not in (None, 80, int(api_port)):
+            return url
+        return urlunsplit(("https", netloc, parts.path, parts.query, parts.fragment))

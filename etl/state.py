@@ -68,6 +68,9 @@ class PartitionManifest:
     # listing failed, the lease was lost before publishing, or a listed item had no usable callId.
     # Each keeps the partition open, like a failed call.
     failed_kinds: tuple[str, ...] = ()
+    # When the archive first found each call of `underway_call_ids` underway (ISO 8601): a call
+    # underway `underway_give_up_hours` after that is archived as it is.
+    underway_since: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -109,6 +112,7 @@ class PartitionManifest:
             failed_call_ids=failed_call_ids,
             newest_call_created=datetime.fromisoformat(newest) if newest else None,
             failed_kinds=failed_kinds,
+            underway_since={str(k): str(v) for k, v in data.get("underway_since", {}).items()},
         )
 
 

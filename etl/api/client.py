@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.stop import stop_base
 
 from etl.api.ratelimit import RateLimiter
+from etl.api.redirects import DownloadPolicy, Resolver, parse_host_list
 from etl.api.responses import (
     BlockingSink,
     converted_errors,
@@ -55,11 +56,12 @@ from etl.secrets import Secret
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Where the API says "recording not enabled": an error status with a JSON `detail`.
-_NOT_ENABLED_STATUSES = frozenset({400, 404, 409, 412, 422})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 USER_AGENT = "ultravox-archiver/0.1"
+# The recording endpoint answers audio (200 audio/wav), a redirect, or a JSON error: ask for what it
+# may send, JSON errors included, rather than `application/json` alone.
+RECORDING_ACCEPT = "audio/wav, audio/*;q=0.9, application/json;q=0.5"
 # More connections than requests in flight (about rate x latency: 190/s x 50 ms is 10) buy nothing.
 _MAX_API_CONNECTIONS = 32
 # Pools of two connections, taken in turn, instead of one pool of 32: on every request it queues and
@@ -76,7 +78,10 @@ class AnswerKind(StrEnum):
     REDIRECT = "redirect"  # `location` is the signed storage URL
     DIRECT = "direct"  # the body was written to the sink
     TOO_EARLY = "too_early"  # 425: not ready yet
-    NOT_ENABLED = "not_enabled"  # `detail` is the API's explanation
+    # Any other 4xx but 401/403/429: the API will not give this recording (`status`, `detail`).
+    # What that means depends on the call's `recordingEnabled`, never on the wording of `detail`:
+    # the caller decides (etl.api.recordings).
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class RecordingAnswer:
     location: str | None = None
     detail: str | None = None
     size_bytes: int | None = None
+    status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class ClientOptions:
     max_page_bytes: int = int(DEFAULT_MAX_PAGE_MIB * 1024 * 1024)
     max_pages_per_listing: int = DEFAULT_MAX_PAGES_PER_LISTING
     retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
+    # Hosts a recording may be downloaded from even on a private or loopback address (redirects.py).
+    allowed_recording_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
@@ -122,6 +130,7 @@ class ClientOptions:
             max_page_bytes=int(settings.max_page_mib * 1024 * 1024),
             max_pages_per_listing=settings.max_pages_per_listing,
             retry_after_max_s=settings.retry_after_max_s,
+            allowed_recording_hosts=parse_host_list(settings.allowed_recording_hosts or ""),
         )
 
 
@@ -135,6 +144,7 @@ class ApiClient:
         limiter: RateLimiter | None = None,
         retry_budget: RetryBudget | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resolve: Resolver | None = None,
     ) -> None:
         self._options = options
         self._key = options.api_key
@@ -171,10 +181,13 @@ class ApiClient:
         ]
         self._next_pool = itertools.cycle(self._api_pools)
         # No Ultravox header here: this pool talks to cloud storage. Redirects among storage hosts are
-        # harmless to follow because this client holds nothing secret. It is synchronous: audio is
-        # read, hashed and uploaded in worker threads, which costs a third less CPU per byte than
-        # reading it through the event loop and leaves the loop to the API's requests.
+        # harmless to follow because this client holds nothing secret; where each request may go is
+        # checked before it is sent, redirects included (redirects.DownloadPolicy). It is
+        # synchronous: audio is read, hashed and uploaded in worker threads, which costs a third less
+        # CPU per byte than reading it through the event loop and leaves the loop to the API.
+        policy = DownloadPolicy.for_api(options.base_url, options.allowed_recording_hosts, resolve)
         self._storage = httpx.Client(
+            event_hooks={"request": [policy.check_request]},
             headers={"User-Agent": USER_AGENT},
             timeout=timeout,
             verify=tls,
@@ -261,7 +274,8 @@ class ApiClient:
             await in_thread(sink.reset)
             await self.limiter.acquire()
             pool = next(self._next_pool)
-            response = await pool.send(pool.build_request("GET", url), stream=True)
+            request = pool.build_request("GET", url, headers={"Accept": RECORDING_ACCEPT})
+            response = await pool.send(request, stream=True)
             try:
                 if response.status_code == 200:
                     if before_body is not None:
@@ -285,9 +299,10 @@ class ApiClient:
             return RecordingAnswer(AnswerKind.REDIRECT, location=str(response.url.join(location)))
         if status == 425:
             return RecordingAnswer(AnswerKind.TOO_EARLY)
-        explained = detail(response)
-        if status in _NOT_ENABLED_STATUSES and explained and "not enabled" in explained.lower():
-            return RecordingAnswer(AnswerKind.NOT_ENABLED, detail=explained)
+        if 400 <= status < 500 and status not in (401, 403, 429):
+            explained = detail(response)
+            shown = self._key.redact(explained) if explained else None
+            return RecordingAnswer(AnswerKind.REFUSED, detail=shown, status=status)
         self._raise_for_status(response)
         raise FatalError(f"GET {redact_url(url)}: unexpected HTTP {status}", status=status)
 

@@ -22,7 +22,7 @@ from etl.api.client import AnswerKind, ApiClient
 from etl.api.recording_sink import RecordingSink
 from etl.api.threads import in_thread
 from etl.api.transfer_guard import GuardedSink, TransferGuard, TransferLimits
-from etl.errors import ArchiverError, SignedUrlRejected
+from etl.errors import ArchiverError, SignedUrlRejected, StorageError
 from etl.model import RecordingOutcome, RecordingStatus
 from etl.storage.base import Storage
 
@@ -44,6 +44,25 @@ class RecordingPolicy:
     poll_max_s: float
     # How many fresh signed URLs to ask for when the storage host refuses one (they expire).
     url_refreshes: int
+
+
+def refused(status: int | None, explained: str | None, *, recording_enabled: bool | None) -> RecordingOutcome:
+    """What a 4xx from the recording endpoint means, by status family and the call's
+    `recordingEnabled`, never by the wording of `detail` (which the API does not document).
+
+    The OpenAPI's default of `recordingEnabled` is false, so for a call whose object does not say,
+    a refusal is the documented "recording not enabled". For a call created with recording on, it
+    is a failure: the day stays open, and after `recording_give_up_days` it is given up on like a
+    recording that stays pending.
+    """
+    said = f"HTTP {status}" + (f": {explained}" if explained else "")
+    if recording_enabled is not True:
+        return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=said)
+    return RecordingOutcome(
+        RecordingStatus.FAILED,
+        detail=f"the API refused the recording of a call with recording enabled ({said})",
+        source_failure=True,
+    )
 
 
 class RecordingFetcher:
@@ -72,17 +91,29 @@ class RecordingFetcher:
         self._sleep = sleep
 
     async def fetch(
-        self, call_id: str, call_date: date, *, slot: asyncio.Semaphore | None = None
+        self,
+        call_id: str,
+        call_date: date,
+        *,
+        recording_enabled: bool | None = None,
+        slot: asyncio.Semaphore | None = None,
     ) -> RecordingOutcome:
-        """Archive one recording. `slot`, if given, is held by the caller and given up while waiting
+        """Archive one recording. `recording_enabled` is the call's `recordingEnabled` (None: the
+        object did not say). `slot`, if given, is held by the caller and given up while waiting
         between polls, so calls whose recordings are not ready do not starve the others."""
         try:
-            return await self._fetch(call_id, call_date, slot)
-        except ArchiverError as exc:
+            return await self._fetch(call_id, call_date, recording_enabled, slot)
+        except StorageError as exc:
             log.warning("recording failed", extra={"call_id": call_id, "error": str(exc)})
             return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc))
+        except ArchiverError as exc:
+            # The API or the storage host it sent us to kept failing (after retries).
+            log.warning("recording failed", extra={"call_id": call_id, "error": str(exc)})
+            return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc), source_failure=True)
 
-    async def _fetch(self, call_id: str, call_date: date, slot: asyncio.Semaphore | None) -> RecordingOutcome:
+    async def _fetch(
+        self, call_id: str, call_date: date, recording_enabled: bool | None, slot: asyncio.Semaphore | None
+    ) -> RecordingOutcome:
         poll_delay = self._policy.poll_initial_s
         deadline: float | None = None
         refreshes = 0
@@ -95,8 +126,8 @@ class RecordingFetcher:
                 answer = await self._client.request_recording(
                     call_id, guarded, before_body=lambda length: self._lend_buffer(sink, length)
                 )
-                if answer.kind is AnswerKind.NOT_ENABLED:
-                    return RecordingOutcome(RecordingStatus.NOT_ENABLED, detail=answer.detail)
+                if answer.kind is AnswerKind.REFUSED:
+                    return refused(answer.status, answer.detail, recording_enabled=recording_enabled)
                 if answer.kind is AnswerKind.TOO_EARLY:
                     now = self._clock()
                     deadline = now + self._policy.wait_s if deadline is None else deadline

@@ -25,8 +25,9 @@ from etl.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain.
-_SAFE_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# Call ids end up in URL paths and object keys: accept only what a UUID-like id can contain. Always
+# `fullmatch`: `$` (and `match`) would let a trailing newline through into a path or a key.
+_SAFE_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class AdmittedCall:
     call_id: str
     call: Mapping[str, Any]
     row: dict[str, Any]
+    # Set for a call that never ended: archived as it is, with this reason for its recording.
+    never_ended: str | None = None
 
 
 class CallArchiver:
@@ -53,6 +56,7 @@ class CallArchiver:
         recording_give_up: timedelta,
         stop_new_work: Callable[[], bool] = lambda: False,
         spool_dir: Path,
+        underway_give_up: timedelta,
     ) -> None:
         self._client = client
         self._storage = storage
@@ -64,16 +68,21 @@ class CallArchiver:
         # True once the run's deadline has passed: no recording is asked for after it.
         self._stop_new_work = stop_new_work
         self._spool_dir = spool_dir
+        self._underway_give_up = underway_give_up
 
-    def admit(self, raw: object, book: PartitionBook) -> AdmittedCall | None:
-        """Validate a listed call; quarantine what cannot be archived; skip what is still underway,
-        and what the day's listing has shown before (calls shift between page requests)."""
+    def admit(
+        self, raw: object, book: PartitionBook, *, underway_since: Mapping[str, datetime] | None = None
+    ) -> AdmittedCall | None:
+        """Validate a listed call; quarantine what cannot be archived; skip what the day's listing
+        has shown before (calls shift between page requests), and what is still underway, unless it
+        has been underway `underway_give_up` since the archive first found it so (`underway_since`,
+        from the partition's manifest): then it is archived as it is."""
         day = book.day
         try:
             if not isinstance(raw, Mapping):
                 raise BadRecord(f"a listed call is a {type(raw).__name__}, not a JSON object", record=raw)
             call_id = records.call_id_of(raw)
-            if not _SAFE_CALL_ID.match(call_id):
+            if not _SAFE_CALL_ID.fullmatch(call_id):
                 raise BadRecord(f"callId {call_id[:80]!r} has characters a call id cannot have", record=raw)
             if call_id in book.listed_call_ids:
                 # The first sighting decided (archived, underway or quarantined): one row per call.
@@ -94,8 +103,18 @@ class CallArchiver:
             self._ledger.problem(ProblemKind.BAD_RECORD, reason, book, call_id=_id_or_none(raw), raw=raw)
             return None
         if records.is_underway(raw):
-            self._ledger.underway(call_id, book)
-            return None
+            since = (underway_since or {}).get(call_id, self._run_time)
+            waited = self._run_time - since
+            if waited < self._underway_give_up:
+                self._ledger.underway(call_id, book, since=since)
+                return None
+            reason = (
+                f"the call was still underway {_days(waited)} after the archive first found it so; "
+                "archived as it is, without waiting for it to end (a backfill of the day asks again)"
+            )
+            log.warning("call never ended: archived as it is", extra={"call_id": call_id})
+            self._ledger.underway_given_up(call_id, book, since=since)
+            return AdmittedCall(call_id, raw, row, never_ended=reason)
         return AdmittedCall(call_id, raw, row)
 
     async def archive(
@@ -111,7 +130,9 @@ class CallArchiver:
         # The recording is fetched alongside the transcript: its 425 waits,
         # download and upload overlap the transcript's requests instead of following them, so a
         # day's (and the run's) last calls do not leave the rate budget idle while audio moves.
-        recording = asyncio.create_task(self._recording(call, call_id, partition, archived, slot))
+        recording = asyncio.create_task(
+            self._recording(call, call_id, partition, archived, slot, never_ended=admitted.never_ended)
+        )
         try:
             try:
                 transcript, message_count = await self._transcript(call_id, partition, archived)
@@ -177,10 +198,15 @@ class CallArchiver:
         partition: Partition,
         archived: ArchivedCall | None,
         slot: asyncio.Semaphore,
+        *,
+        never_ended: str | None,
     ) -> RecordingOutcome:
         if call.get("recordingEnabled") is False:
             # The call object already says so: no request needed to learn it.
             return RecordingOutcome(RecordingStatus.NOT_ENABLED)
+        if never_ended is not None:
+            # Given up on (see `admit`): the API answers 425 for the recording of a call not ended.
+            return RecordingOutcome(RecordingStatus.UNAVAILABLE, detail=never_ended)
         if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
             stored = await asyncio.to_thread(self._storage.head, recording_key(partition.day, call_id))
             if stored is not None and stored.size == archived.recording.size_bytes:
@@ -192,7 +218,13 @@ class CallArchiver:
             return RecordingOutcome(
                 RecordingStatus.PENDING, detail="not asked for: the run reached its deadline"
             )
-        outcome = await self._fetcher.fetch(call_id, partition.day, slot=slot)
+        enabled = call.get("recordingEnabled")
+        outcome = await self._fetcher.fetch(
+            call_id,
+            partition.day,
+            recording_enabled=enabled if isinstance(enabled, bool) else None,
+            slot=slot,
+        )
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
 
@@ -221,21 +253,25 @@ async def _cancelled(task: asyncio.Task[Any]) -> None:
 def give_up_if_overdue(
     outcome: RecordingOutcome, first_pending: datetime | None, now: datetime, give_up_after: timedelta
 ) -> RecordingOutcome:
-    """A recording still pending `give_up_after` since the archive first found it pending becomes
-    `unavailable`, so it stops keeping its day open (and every sync polling it).
+    """A recording still pending, or still failing at the source (the API refuses it or keeps
+    answering 5xx), `give_up_after` since the archive first found it so becomes `unavailable`, so it
+    stops keeping its day open (and every sync asking for it). A failure of our own destination is
+    never given up on.
 
     `first_pending` is the call's archived_at: a call is first archived once it has ended, and an
     archived recording is never asked for again, so a recording pending now has been pending (or
     failing) since then. None: first seen by this run.
     """
-    if outcome.status is not RecordingStatus.PENDING or first_pending is None:
+    failing = outcome.status is RecordingStatus.FAILED and outcome.source_failure
+    if (outcome.status is not RecordingStatus.PENDING and not failing) or first_pending is None:
         return outcome
     waited = now - first_pending
     if waited < give_up_after:
         return outcome
+    still = f"still failing ({outcome.detail})" if failing else "still not ready (HTTP 425)"
     return RecordingOutcome(
         RecordingStatus.UNAVAILABLE,
-        detail=f"still not ready (HTTP 425) {_days(waited)} after it was first found pending; "
+        detail=f"{still} {_days(waited)} after it was first found pending; "
         "the day is no longer kept open for it (a backfill of the day asks again)",
     )
 

@@ -28,6 +28,7 @@ from etl.merge import (
 from etl.model import PublishResult
 from etl.parquet import ParquetSpool, partition_key
 from etl.schema import load_table_schema, table_names
+from etl.state import PartitionManifest, manifest_key
 from etl.storage.base import Storage
 
 PARTITION_FILE = "data.parquet"
@@ -50,11 +51,14 @@ class Partition:
         self.fresh_call_ids: set[str] = set()
         self._reused_transcripts: set[str] = set()
         self.newest_created: datetime | None = None
+        # When the archive first found each call it last left underway (from the manifest).
+        self.underway_since: dict[str, datetime] = {}
 
     # -- before the run's work ------------------------------------------------------------------------
 
     def load_archived(self, storage: Storage) -> None:
         """Fetch local copies of the archived partition files (if any) and index what they hold."""
+        self.underway_since = _underway_since(storage.get_bytes(manifest_key(self.day)))
         calls_file = self._spool_dir / f"archived-calls-{uuid.uuid4().hex}.parquet"
         if not storage.get_file(self.calls_key, calls_file):
             return
@@ -137,3 +141,15 @@ class Partition:
         for path in (self._archived_calls_file, self._archived_messages_file):
             if path is not None:
                 path.unlink(missing_ok=True)
+
+
+def _underway_since(manifest: bytes | None) -> dict[str, datetime]:
+    """The manifest's first-found-underway times; none from a manifest that cannot be read (the
+    calls then count as first found by this run: later, never sooner, given up on)."""
+    if manifest is None:
+        return {}
+    try:
+        found = PartitionManifest.from_json(manifest).underway_since
+        return {call_id: datetime.fromisoformat(when) for call_id, when in found.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}

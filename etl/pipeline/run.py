@@ -186,6 +186,7 @@ class Run:
             recording_give_up=timedelta(days=settings.recording_give_up_days),
             stop_new_work=self._deadline.passed,
             spool_dir=spool_dir,
+            underway_give_up=timedelta(hours=settings.underway_give_up_hours),
         )
 
     async def execute(self, command: Command) -> RunSummary:
@@ -385,7 +386,7 @@ class Run:
                 for raw in page:
                     if self._left_at_deadline(book):
                         return
-                    call = self._calls.admit(raw, book)
+                    call = self._calls.admit(raw, book, underway_since=partition.underway_since)
                     if call is None:
                         continue
                     await slots.acquire()

@@ -40,6 +40,7 @@ class PartitionBook:
     listed_call_ids: set[str] = field(default_factory=set)
     recordings_archived: int = 0
     recording_bytes: int = 0
+    underway_since: dict[str, str] = field(default_factory=dict)
 
     def manifest(
         self, published: PublishResult, *, run_id: str, written_at: datetime, refresh_window: timedelta
@@ -70,6 +71,7 @@ class PartitionBook:
             failed_call_ids=tuple(self.failed_call_ids),
             newest_call_created=published.newest_call_created,
             failed_kinds=tuple(self.failed_kinds),
+            underway_since=dict(self.underway_since),
         )
 
 
@@ -104,10 +106,18 @@ class Ledger:
         self.summary.calls_listed_twice += 1
         log.info("call listed twice, archived once", extra={"call_id": call_id})
 
-    def underway(self, call_id: str, book: PartitionBook) -> None:
+    def underway(self, call_id: str, book: PartitionBook, *, since: datetime | None = None) -> None:
         self.summary.calls_underway += 1
         self.summary.underway_call_ids.append(call_id)
         book.underway_call_ids.append(call_id)
+        if since is not None:
+            book.underway_since[call_id] = since.isoformat()
+
+    def underway_given_up(self, call_id: str, book: PartitionBook, *, since: datetime) -> None:
+        """A call archived as it is although still underway: its first-found time stays in the
+        manifest, so a later visit of the day (refresh window, backfill) gives it up again at once
+        instead of counting from zero and opening the day for it."""
+        book.underway_since[call_id] = since.isoformat()
 
     def recording_reused(self) -> None:
         self.summary.recordings_reused += 1

@@ -42,6 +42,13 @@ class AccountSpec:
     recording_rate: float = 0.8
     # Recordings that never finish processing (the API answers 425 for ever).
     stuck_recording_rate: float = 0.03
+    # Calls with recording off whose object leaves `recordingEnabled` out, as proto3 JSON leaves out a
+    # field at its default (the OpenAPI's default is false): a client that asks anyway must read the
+    # answer by its status. Drawn from the call id, not the account's random stream, so every other
+    # field of every call stays what it was.
+    recording_enabled_omitted_rate: float = 0.0
+    # Calls underway that never end: /_sim/advance end_underway leaves them underway for ever.
+    never_ending_rate: float = 0.0
 
     @property
     def start_us(self) -> int:
@@ -75,6 +82,7 @@ class CallRecord:
     seed_revision: bool  # transcript in the older {ordinal, role, text} shape
     summary_missing: bool  # ended, but the summary is only filled in later (see /_sim/advance)
     retention_policy: str
+    recording_enabled_omitted: bool = False  # the object has no `recordingEnabled`
 
     @property
     def key(self) -> tuple[int, str]:
@@ -177,7 +185,15 @@ def new_record(spec: AccountSpec, index: int, created_us: int, last_day_us: int)
         seed_revision=seed_revision,
         summary_missing=summary_missing,
         retention_policy="auto_delete" if auto_delete else "retain",
+        recording_enabled_omitted=not recording_enabled
+        and fraction(call_id, "omit-recording-enabled") < spec.recording_enabled_omitted_rate,
     )
+
+
+def fraction(call_id: str, salt: str) -> float:
+    """A stable number in [0, 1) per call, for faults that must hit the same calls every run."""
+    digest = hashlib.blake2b(f"{salt}:{call_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +252,7 @@ def build_call(record: CallRecord, *, ended: bool, summarised: bool) -> dict[str
     short_summary, summary = texts.summaries(rng)
     billing = texts.billing_status(rng, end_reason)
     with_summary = ended and (summarised or not record.summary_missing)
-    return {
+    call: dict[str, Any] = {
         "callId": record.call_id,
         "clientVersion": rng.choice(("web-sdk 0.5.1", "python-sdk 0.2.0", None)),
         "created": record.created,
@@ -277,6 +293,9 @@ def build_call(record: CallRecord, *, ended: bool, summarised: bool) -> dict[str
         "requestContext": {},
         "sipDetails": None,
     }
+    if record.recording_enabled_omitted:
+        del call["recordingEnabled"]
+    return call
 
 
 def tombstone(call: dict[str, Any], account_id: str, deletion_time: str) -> dict[str, Any]:
@@ -290,6 +309,6 @@ def tombstone(call: dict[str, Any], account_id: str, deletion_time: str) -> dict
         "ended": call["ended"],
         "maxDuration": call["maxDuration"],
         "endReason": call["endReason"],
-        "recordingEnabled": call["recordingEnabled"],
+        "recordingEnabled": call.get("recordingEnabled", False),
         "hadSummary": call["summary"] is not None,
     }

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl.simulator import responses
-from etl.simulator.account import CallRecord
+from etl.simulator.account import CallRecord, fraction
 from etl.simulator.faults import TokenBucket
 from etl.simulator.origin import Origin
 from etl.simulator.paging import (
@@ -31,6 +31,8 @@ CALLS_PAGE_SIZE = 100
 MESSAGES_PAGE_SIZE = 20
 
 _NOT_FOUND = "Not found."
+# Where an `unsafe_redirect_rate` recording redirect points: the cloud metadata service.
+UNSAFE_LOCATION = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
 
 class _NotFound(Exception):
@@ -174,8 +176,15 @@ class ApiOrigin(Origin):
 
     def _keyset_list(self, request: Request, *, deleted: bool) -> Response:
         from_text, to_text = request.param("fromDate"), request.param("toDate")
-        from_us = parse_date_filter("fromDate", from_text, end_of_day=False) if from_text else None
-        to_us = parse_date_filter("toDate", to_text, end_of_day=True) if to_text else None
+        offset = self.config.naive_date_offset_h
+        from_us = (
+            parse_date_filter("fromDate", from_text, end_of_day=False, naive_offset_h=offset)
+            if from_text
+            else None
+        )
+        to_us = (
+            parse_date_filter("toDate", to_text, end_of_day=True, naive_offset_h=offset) if to_text else None
+        )
         kind = "deleted_calls" if deleted else "calls"
         cursor = _cursor(request, kind)
         if cursor is not None and cursor.key is None:
@@ -282,10 +291,13 @@ class ApiOrigin(Origin):
         record = self._live_call(call_id)
         status = self.account.poll_recording(record)
         if status == "not_enabled":
-            # 400: the request can never succeed for this call, unlike 425; 404 would read as "no call".
-            return responses.detail(400, "Recording is not enabled for this call.")
+            return self._not_enabled(record)
         if status == "processing":
+            if self._broken(record):
+                return responses.detail(self.config.broken_recording_status, "Recording unavailable.")
             return responses.detail(425, "Recording not yet available.")
+        if fraction(record.call_id, "unsafe-redirect") < self.config.unsafe_redirect_rate:
+            return Response(302, [("Location", UNSAFE_LOCATION)])
         if record.delivery == "direct":
             return responses.audio_response(record, self.stats)
         born_expired = self.account.issue_signed_url(record, self.config.expired_url_rate)
@@ -293,6 +305,33 @@ class ApiOrigin(Origin):
         expires = now - 60 if born_expired else int(now + self.config.signed_url_ttl_s)
         self.stats.signed_urls_issued += 1
         return Response(302, [("Location", self.signer.url(record.call_id, expires))])
+
+    def _not_enabled(self, record: CallRecord) -> Response:
+        if not self.config.not_enabled_wordings:
+            # 400: the request can never succeed for this call, unlike 425; 404 would read as "no call".
+            return responses.detail(400, "Recording is not enabled for this call.")
+        picked = _NOT_ENABLED_ANSWERS[
+            int(fraction(record.call_id, "not-enabled") * len(_NOT_ENABLED_ANSWERS))
+        ]
+        return responses.detail(*picked)
+
+    def _broken(self, record: CallRecord) -> bool:
+        return (
+            record.processing_polls is None
+            and self.account.is_ended(record)
+            and fraction(record.call_id, "broken-recording") < self.config.broken_recording_rate
+        )
+
+
+# What the API documents for "recording not enabled" is only "an error status with a JSON detail".
+_NOT_ENABLED_ANSWERS = (
+    (400, "Recording is not enabled for this call."),
+    (404, "Not found."),
+    (409, "This call has no recording."),
+    (410, "Recording disabled."),
+    (422, "Call recording was turned off for this call."),
+    (400, "Recording unavailable: RECORDING_DISABLED"),
+)
 
 
 def _match(path: str) -> tuple[_Route | None, dict[str, str]]:

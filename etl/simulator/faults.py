@@ -57,6 +57,8 @@ _FRACTIONS = (
     "gzip_rate",  # a JSON answer is gzip-encoded (when the client accepts gzip)
     "short_page_rate",  # a list page holds far fewer items than the pageSize asked for
     "next_query_shuffle_rate",  # a `next` link's query comes back reordered, with a parameter added
+    "broken_recording_rate",
+    "unsafe_redirect_rate",
 )
 _NON_NEGATIVE = ("latency_ms", "latency_jitter_ms")
 
@@ -120,6 +122,19 @@ class FaultConfig:
     storage_cut_after_headers_rate: float = 0.0
     rules: list[Rule] = field(default_factory=list)
     strip_call_id: frozenset[str] = frozenset()
+    # The zone (hours from UTC) in which fromDate/toDate without an offset are read: undocumented by
+    # the API, so not UTC by default (a client must send explicit offsets). -14..14.
+    naive_date_offset_h: float = -5.0
+    # "Recording not enabled" answered with a status and wording chosen per call among several (most
+    # without the words "not enabled"): the API documents only "an error status with a detail".
+    not_enabled_wordings: bool = False
+    # Never-ready recordings (stuck_recording_rate) of ended calls answered with this error for ever
+    # instead of 425: a recording that keeps failing.
+    broken_recording_rate: float = 0.0
+    broken_recording_status: int = 410
+    # Recordings whose 302 points at the cloud metadata service (a compromised or confused API):
+    # the client must refuse to follow it.
+    unsafe_redirect_rate: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         plain = {name: getattr(self, name) for name in (*_NON_NEGATIVE, *_FRACTIONS)}
@@ -130,6 +145,9 @@ class FaultConfig:
             "retry_after": list(self.retry_after),
             "rules": [rule.to_json() for rule in self.rules],
             "strip_call_id": sorted(self.strip_call_id),
+            "naive_date_offset_h": self.naive_date_offset_h,
+            "not_enabled_wordings": self.not_enabled_wordings,
+            "broken_recording_status": self.broken_recording_status,
         }
 
     def apply(self, changes: Mapping[str, Any]) -> None:
@@ -159,6 +177,19 @@ def _parse(name: str, value: Any) -> Any:
         return number
     if name == "signed_url_ttl_s":
         return _number(name, value)
+    if name == "not_enabled_wordings":
+        if not isinstance(value, bool):
+            raise ConfigError("not_enabled_wordings must be true or false")
+        return value
+    if name == "broken_recording_status":
+        if type(value) is not int or not (400 <= value <= 599 and value not in (401, 403, 425, 429)):
+            raise ConfigError("broken_recording_status must be a 4xx or 5xx other than 401, 403, 425, 429")
+        return value
+    if name == "naive_date_offset_h":
+        number = _number(name, value)
+        if not -14 <= number <= 14:
+            raise ConfigError("naive_date_offset_h must be between -14 and 14 (hours from UTC)")
+        return number
     if name == "rate_limit_rps":
         if value is None:
             return None

@@ -56,6 +56,16 @@ class SimulatorOptions:
     retry_after: tuple[str, ...] = ("1",)
     cut_after_headers_rate: float = 0.0
     storage_cut_after_headers_rate: float = 0.0
+    naive_date_offset_h: float = -5.0
+    recording_enabled_omitted_rate: float = 0.0
+    not_enabled_wordings: bool = False
+    broken_recording_rate: float = 0.0
+    broken_recording_status: int = 410
+    never_ending_rate: float = 0.0
+    unsafe_redirect_rate: float = 0.0
+    # PEM files: serve both origins over TLS (https); the API's `next` links still say http.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.calls < 0 or self.days < 1:
@@ -161,6 +171,45 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         default=d.next_query_shuffle_rate,
         help="fraction of next links with the query reordered and a parameter added",
     )
+    add(
+        "--naive-date-offset-h",
+        type=float,
+        default=d.naive_date_offset_h,
+        help="zone (hours from UTC) of fromDate/toDate given without an offset; undocumented by the API",
+    )
+    add(
+        "--recording-enabled-omitted-rate",
+        type=float,
+        default=d.recording_enabled_omitted_rate,
+        help="fraction of calls with recording off whose object leaves out `recordingEnabled`",
+    )
+    add(
+        "--not-enabled-wordings",
+        type=_boolean,
+        default=d.not_enabled_wordings,
+        help="true: 'recording not enabled' answered with varied 4xx statuses and wordings",
+    )
+    add(
+        "--broken-recording-rate",
+        type=float,
+        default=d.broken_recording_rate,
+        help="fraction of never-ready recordings answered --broken-recording-status for ever, not 425",
+    )
+    add("--broken-recording-status", type=int, default=d.broken_recording_status, help="e.g. 410 or 500")
+    add(
+        "--never-ending-rate",
+        type=float,
+        default=d.never_ending_rate,
+        help="fraction of calls underway that never end (/_sim/advance end_underway skips them)",
+    )
+    add(
+        "--unsafe-redirect-rate",
+        type=float,
+        default=d.unsafe_redirect_rate,
+        help="fraction of ready recordings whose 302 points at 169.254.169.254 (to be refused)",
+    )
+    add("--tls-cert", default=d.tls_cert, help="PEM certificate: serve https (next links still say http)")
+    add("--tls-key", default=d.tls_key, help="PEM private key of --tls-cert (if not in the same file)")
     return parser
 
 
@@ -176,6 +225,14 @@ def parse_options(argv: list[str] | None = None, prog: str | None = None) -> Sim
 
 def _retry_after_list(text: str) -> tuple[str, ...]:
     return tuple(text.split(","))
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _seconds_range(text: str) -> tuple[float, float]:

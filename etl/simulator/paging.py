@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -79,22 +79,25 @@ def page_size(raw: str | None, default: int, maximum: int) -> int:
     return min(value if value > 0 else default, maximum)
 
 
-def parse_date_filter(name: str, text: str, *, end_of_day: bool) -> int:
+def parse_date_filter(name: str, text: str, *, end_of_day: bool, naive_offset_h: float = 0.0) -> int:
     """fromDate/toDate -> microseconds since the epoch. Both bounds are inclusive.
 
     A date without a time means the start of that day for fromDate and its last microsecond
-    (23:59:59.999999) for toDate; a date-time without an offset is taken as UTC.
+    (23:59:59.999999) for toDate. The zone of a bare date, or of a date-time without an offset, is
+    not documented: it is read at UTC`naive_offset_h` (the simulator's default is not UTC, so that a
+    client relying on a guess gets the wrong day, as it may against the real API).
     """
     value = text.strip()
+    zone = timezone(timedelta(hours=naive_offset_h))
     try:
         if _DATE_ONLY.fullmatch(value):
-            day_us = date_to_us(date.fromisoformat(value))
-            return day_us + US_PER_DAY - 1 if end_of_day else day_us
+            local_midnight = date_to_us(date.fromisoformat(value)) - round(naive_offset_h * 3600 * 1_000_000)
+            return local_midnight + US_PER_DAY - 1 if end_of_day else local_midnight
         moment = datetime.fromisoformat(_SPACE_OFFSET.sub(r"+\1", value))
     except ValueError as exc:
         raise BadRequest(f"{name}: Enter a valid date/time.") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        moment = moment.replace(tzinfo=zone)
     delta = moment - us_to_datetime(0)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import selectors
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ class SimulatorHandle(ReadyInfo):
         """Like `truth`, streamed: constant memory on the client for any account size."""
         params = {} if messages else {"messages": "false"}
         with (
-            httpx.Client(trust_env=False, timeout=600.0) as client,
+            httpx.Client(trust_env=False, timeout=600.0, verify=self._verify()) as client,
             client.stream("GET", f"{self.control_url}/truth", params=params) as response,
         ):
             response.raise_for_status()
@@ -75,9 +76,12 @@ class SimulatorHandle(ReadyInfo):
         result: dict[str, Any] = self._control("POST", "advance", changes).json()
         return result
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.tls_cert) if self.tls_cert else True
+
     def _control(self, method: str, name: str, body: dict[str, Any] | None = None) -> httpx.Response:
         # trust_env=False: a proxy from the environment must never sit between us and loopback.
-        with httpx.Client(trust_env=False, timeout=120.0) as client:
+        with httpx.Client(trust_env=False, timeout=120.0, verify=self._verify()) as client:
             response = client.request(method, f"{self.control_url}/{name}", json=body)
         response.raise_for_status()
         return response

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ class ReadyInfo:
     api_key: str
     since: str  # first and last UTC day of the generated calls, YYYY-MM-DD
     until: str
+    tls_cert: str | None  # the certificate to trust when the simulator serves https, else None
 
     def as_json(self) -> dict[str, Any]:
         return {"event": "ready", **dataclasses.asdict(self)}
@@ -50,6 +52,14 @@ def _options_named_like(target: type[Any], options: SimulatorOptions) -> dict[st
     """The options that the dataclass `target` has a field of the same name for, as keywords."""
     names = option_names()
     return {f.name: getattr(options, f.name) for f in dataclasses.fields(target) if f.name in names}
+
+
+def _tls_context(options: SimulatorOptions) -> ssl.SSLContext | None:
+    if not options.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.tls_cert, options.tls_key or None)
+    return context
 
 
 def _listening_socket(port: int) -> socket.socket:
@@ -69,8 +79,12 @@ async def serve(
     spec = AccountSpec(**_options_named_like(AccountSpec, options))
     account, config, stats = Account(spec), fault_config(options), Stats()
     api_sock, storage_sock = _listening_socket(options.port), _listening_socket(options.storage_port)
-    api_url = f"http://{LOOPBACK}:{api_sock.getsockname()[1]}"
-    storage_url = f"http://{LOOPBACK}:{storage_sock.getsockname()[1]}"
+    tls = _tls_context(options)
+    # Over TLS, the API's `next` links still say http (`paging.page_url`): like a proxy in front of
+    # an API that forgets the scheme it was reached by.
+    scheme = "https" if tls else "http"
+    api_url = f"{scheme}://{LOOPBACK}:{api_sock.getsockname()[1]}"
+    storage_url = f"{scheme}://{LOOPBACK}:{storage_sock.getsockname()[1]}"
     signer = UrlSigner(os.urandom(32), storage_url)
     api = ApiOrigin(
         account,
@@ -90,8 +104,8 @@ async def serve(
         return await api.handle(request)
 
     servers = [
-        await wire.start(api_port, api_sock, stats),
-        await wire.start(storage.handle, storage_sock, stats),
+        await wire.start(api_port, api_sock, stats, tls),
+        await wire.start(storage.handle, storage_sock, stats, tls),
     ]
     since, until = account.date_range()
     ready_callback(
@@ -102,6 +116,7 @@ async def serve(
             options.api_key,
             since.isoformat(),
             until.isoformat(),
+            options.tls_cert,
         )
     )
     try:

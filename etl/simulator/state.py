@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import json
 import random
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from etl.simulator.account import (
     build_call,
     deterministic_uuid,
     format_time,
+    fraction,
     generate_records,
     new_record,
     tombstone,
@@ -55,12 +55,6 @@ def transcript(record: CallRecord) -> Transcript:
 
 def _key(record: CallRecord) -> tuple[int, str]:
     return record.key
-
-
-def fraction(call_id: str, salt: str) -> float:
-    """A stable number in [0, 1) per call, for faults that must hit the same calls every run."""
-    digest = hashlib.blake2b(f"{salt}:{call_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 class Account:
@@ -187,7 +181,8 @@ class Account:
             raise BadRequest(f"{', '.join(_ADVANCE_FLAGS)} must be booleans")
         result: dict[str, list[str]] = {"ended": [], "finished_processing": [], "summarised": []}
         for record in self.live:
-            if changes.get("end_underway") and not self.is_ended(record):
+            never_ends = fraction(record.call_id, "never-ends") < self.spec.never_ending_rate
+            if changes.get("end_underway") and not self.is_ended(record) and not never_ends:
                 self._ended.add(record.call_id)
                 result["ended"].append(record.call_id)
             if changes.get("finish_processing") and self._stuck(record):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -67,13 +68,15 @@ class _HttpError(Exception):
         self.status = status
 
 
-async def start(handler: Handler, sock: socket.socket, observer: ConnectionObserver) -> asyncio.Server:
-    """Serve HTTP on an already bound and listening socket."""
+async def start(
+    handler: Handler, sock: socket.socket, observer: ConnectionObserver, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """Serve HTTP (HTTPS with `tls`) on an already bound and listening socket."""
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_connection(reader, writer, handler, observer)
 
-    return await asyncio.start_server(on_connection, sock=sock, limit=MAX_HEAD_BYTES)
+    return await asyncio.start_server(on_connection, sock=sock, limit=MAX_HEAD_BYTES, ssl=tls)
 
 
 async def _serve_connection(

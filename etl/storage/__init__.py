@@ -20,20 +20,21 @@ from urllib.parse import unquote, urlsplit
 from etl.errors import StorageError
 from etl.storage.base import ObjectInfo, Storage, check_key
 from etl.storage.local import LocalStorage
-from etl.storage.s3 import S3Storage
+from etl.storage.s3 import S3Options, S3Storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "S3Storage", "Storage", "open_storage"]
+__all__ = ["LocalStorage", "ObjectInfo", "S3Options", "S3Storage", "Storage", "open_storage"]
 
 
-def open_storage(dest: str) -> Storage:
-    """Open the destination named by `dest`: `s3://bucket[/prefix]`, `file:///abs/path` or a path."""
+def open_storage(dest: str, *, s3_options: S3Options | None = None) -> Storage:
+    """Open the destination named by `dest`: `s3://bucket[/prefix]`, `file:///abs/path` or a path.
+    `s3_options` apply to an S3 destination only."""
     if not dest.strip():
         raise StorageError("storage destination is empty")
     if "://" not in dest:
         return LocalStorage(Path(dest))
     parts = urlsplit(dest)
     if parts.scheme == "s3":
-        return _open_s3(dest, parts.netloc, parts.path)
+        return _open_s3(dest, parts.netloc, parts.path, s3_options)
     if parts.scheme == "file":
         # `file://host/path` names another machine's file; only the local host is meaningful here.
         if parts.netloc not in ("", "localhost"):
@@ -44,10 +45,10 @@ def open_storage(dest: str) -> Storage:
     )
 
 
-def _open_s3(dest: str, bucket: str, path: str) -> S3Storage:
+def _open_s3(dest: str, bucket: str, path: str, options: S3Options | None) -> S3Storage:
     if not bucket:
         raise StorageError(f"S3 destination has no bucket: {dest!r}")
     prefix = path.strip("/")
     if prefix:
         check_key(prefix, what="S3 prefix")
-    return S3Storage(bucket, prefix)
+    return S3Storage(bucket, prefix, options=options)

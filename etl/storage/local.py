@@ -55,14 +55,44 @@ def _file_uri(path: Path) -> str:
     return "file://" + quote(path.as_posix(), safe="/:@!$&'()*+,;=")
 
 
+# The archive holds transcripts, recordings and call metadata: readable by its owner only, whatever
+# the umask of the process that writes it (cron's is often 022).
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and its missing parents with DIR_MODE (the umask cannot widen or narrow
+    it); directories that exist already are left as their owner set them."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            continue  # another writer made it first
+        os.chmod(path, DIR_MODE)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _new_temp_file(target: Path) -> tuple[Path, int]:
     """A new, empty temp file beside `target` (same filesystem, so a rename onto it is atomic),
-    opened for writing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    opened for writing, readable by its owner only (the rename keeps the mode)."""
+    make_private_dirs(target.parent)
     temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-    # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide, as for
-    # any other file the user creates (mkstemp would force 0o600).
-    return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    # O_EXCL: never write into someone else's file.
+    return temp, _open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -280,8 +310,8 @@ class LocalStorage:
         The lock file is never deleted: unlinking it while another writer waits on the old inode
         would let a third writer lock a fresh file, and two writers would both "hold" the lock.
         """
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target.with_name(f"{LOCK_PREFIX}{target.name}"), os.O_RDWR | os.O_CREAT, 0o666)
+        make_private_dirs(target.parent)
+        fd = _open_private(target.with_name(f"{LOCK_PREFIX}{target.name}"), os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

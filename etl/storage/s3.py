@@ -10,6 +10,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -100,6 +101,44 @@ def _lost_race(exc: ClientError) -> bool:
     return _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
 
 
+@dataclass(frozen=True)
+class S3Options:
+    """Bucket-wide request options (Settings s3_*): every default leaves the request as boto3 makes it."""
+
+    # Server-side encryption of every object written: "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with
+    # `sse_kms_key_id` or the account's default key). None: the bucket's default encryption.
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    # The account that must own the bucket: S3 refuses every request (403) to a bucket another
+    # account owns, so a mistyped or re-created bucket name never receives the archive.
+    expected_bucket_owner: str | None = None
+
+
+_WRITES = frozenset({"PutObject", "CreateMultipartUpload"})
+
+
+def apply_options(client: S3Client, options: S3Options) -> None:
+    """Add `options` to every request of `client`, and a SHA-256 checksum to every single PUT.
+
+    Through botocore's own parameter hook, so each request boto3 makes (the transfer manager's
+    included, and any upload path added later) carries them without every call site repeating them.
+    """
+
+    def add(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if options.expected_bucket_owner:
+            params.setdefault("ExpectedBucketOwner", options.expected_bucket_owner)
+        if model.name in _WRITES and options.sse:
+            params.setdefault("ServerSideEncryption", options.sse)
+            if options.sse_kms_key_id:
+                params.setdefault("SSEKMSKeyId", options.sse_kms_key_id)
+        if model.name == "PutObject" and "ChecksumSHA256" not in params:
+            # botocore computes it and S3 refuses the PUT (BadDigest) if the bytes it got differ;
+            # recordings bring their own (`put_checked`), hashed once as they arrive.
+            params.setdefault("ChecksumAlgorithm", "SHA256")
+
+    client.meta.events.register("provide-client-params.s3", add)
+
+
 class S3Storage:
     """Objects under `s3://bucket/prefix`, through one thread-safe boto3 client."""
 
@@ -110,10 +149,12 @@ class S3Storage:
         *,
         client: S3Client | None = None,
         page_size: int = _LIST_PAGE_SIZE,
+        options: S3Options | None = None,
     ) -> None:
         self._bucket = bucket
         self._prefix = prefix.strip("/")
         self._client = client if client is not None else default_s3_client()
+        apply_options(self._client, options or S3Options())
         self._page_size = page_size
         # Multipart uploads stay invisible until CompleteMultipartUpload, and boto3 aborts the
         # upload when a part fails, so both paths publish atomically.

@@ -102,7 +102,9 @@ def test_default_and_maximum_page_sizes(api: httpx.Client) -> None:
 
 
 def test_next_links_carry_the_filters(api: httpx.Client, truth: list[dict[str, Any]]) -> None:
-    calls = walk(api, "/calls", pageSize=4, fromDate="2026-03-03", toDate="2026-03-03")
+    calls = walk(
+        api, "/calls", pageSize=4, fromDate="2026-03-03T00:00:00Z", toDate="2026-03-03T23:59:59.999999+00:00"
+    )
     assert [c["callId"] for c in calls] == [t["call_id"] for t in truth if t["call_date"] == "2026-03-03"]
 
 
@@ -112,8 +114,18 @@ def test_date_filters_are_inclusive_at_both_ends(api: httpx.Client, truth: list[
     assert [c["callId"] for c in calls] == [t["call_id"] for t in truth[10:21]]
     midnight = walk(api, "/calls", fromDate="2026-03-03T00:00:00Z", toDate="2026-03-03T00:00:00.000000+00:00")
     assert [c["created"].replace("+00:00", "Z") for c in midnight] == ["2026-03-03T00:00:00Z"]
-    last_of_day = walk(api, "/calls", fromDate="2026-03-02T23:59:59.9Z", toDate="2026-03-02")
+    last_of_day = walk(api, "/calls", fromDate="2026-03-02T23:59:59.9Z", toDate="2026-03-02T23:59:59.999999Z")
     assert [c["created"].replace("+00:00", "Z") for c in last_of_day] == ["2026-03-02T23:59:59.900000Z"]
+
+
+def test_a_date_without_an_offset_is_not_read_as_utc(api: httpx.Client, truth: list[dict[str, Any]]) -> None:
+    # The zone of a bare date is undocumented: the simulator reads it at UTC-5 (its default), so a
+    # client that sends bare dates gets a day shifted by five hours, as it may against the real API.
+    bare = walk(api, "/calls", fromDate="2026-03-03", toDate="2026-03-03")
+    shifted = walk(api, "/calls", fromDate="2026-03-03T05:00:00Z", toDate="2026-03-04T04:59:59.999999Z")
+    assert [c["callId"] for c in bare] == [c["callId"] for c in shifted]
+    utc_day = [t["call_id"] for t in truth if t["call_date"] == "2026-03-03"]
+    assert [c["callId"] for c in bare] != utc_day
 
 
 @pytest.mark.parametrize(

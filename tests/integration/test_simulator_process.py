@@ -36,7 +36,16 @@ def test_cli_prints_one_ready_line_and_exits_0_on_sigterm() -> None:
         assert process.wait(timeout=10) == 0
         assert process.stdout.read() == b""
     assert ready["event"] == "ready" and ready["api_key"] == "k" * 41
-    assert set(ready) == {"event", "api_base_url", "storage_url", "control_url", "api_key", "since", "until"}
+    assert set(ready) == {
+        "event",
+        "api_base_url",
+        "storage_url",
+        "control_url",
+        "api_key",
+        "since",
+        "until",
+        "tls_cert",
+    }
 
 
 def test_start_failure_reports_stderr() -> None:

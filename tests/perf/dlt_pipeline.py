@@ -90,7 +90,12 @@ def rest_api_config(args: argparse.Namespace, *, parallel: bool) -> dict[str, An
                 "name": "calls",
                 "endpoint": {
                     "path": "calls",
-                    "params": {"fromDate": args.since, "toDate": args.until, "pageSize": _PAGE_SIZE},
+                    # Explicit UTC offsets: the zone of a bare date is undocumented.
+                    "params": {
+                        "fromDate": f"{args.since}T00:00:00Z",
+                        "toDate": f"{args.until}T23:59:59.999999Z",
+                        "pageSize": _PAGE_SIZE,
+                    },
                     "paginator": paginator,
                     "data_selector": "results",
                 },

@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         httpx.Client(headers={"X-API-Key": args.api_key}, timeout=60.0) as api,
         httpx.Client(timeout=60.0) as storage,
     ):
-        listing = {"fromDate": args.since, "toDate": args.until, "pageSize": _PAGE_SIZE}
+        # Explicit UTC offsets: the zone of a bare date is undocumented (the simulator's is not UTC).
+        since, until = f"{args.since}T00:00:00Z", f"{args.until}T23:59:59.999999Z"
+        listing = {"fromDate": since, "toDate": until, "pageSize": _PAGE_SIZE}
         for call in paginate(api, f"{base_url}/calls", listing):
             if args.limit_calls is not None and len(calls) >= args.limit_calls:
                 break

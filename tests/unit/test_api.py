@@ -39,6 +39,7 @@ def make_client(
         retry_max_s=30.0,
         max_page_bytes=1024 * 1024,
         max_pages_per_listing=100,
+        allowed_recording_hosts=frozenset({"storage.test"}),
     )
     return ApiClient(
         options,
@@ -146,13 +147,32 @@ def test_redirect_is_not_followed_and_storage_gets_no_key() -> None:
     assert KEY not in str(request.headers) and KEY not in str(request.url)
 
 
-@pytest.mark.parametrize("status", [400, 404])
-def test_not_enabled_is_a_status(status: int) -> None:
-    client = make_client(
-        lambda request: httpx.Response(status, json={"detail": "Recording is not enabled for this call."})
-    )
+@pytest.mark.parametrize("status", [400, 404, 409, 410, 422])
+@pytest.mark.parametrize(
+    "body", [{"detail": "Recording is not enabled for this call."}, {"detail": "No recording."}, None]
+)
+def test_a_4xx_recording_answer_is_a_refusal_whatever_its_wording(status: int, body: object) -> None:
+    client = make_client(lambda request: httpx.Response(status, json=body))
     answer = asyncio.run(client.request_recording("c1", MemorySink()))
-    assert answer.kind == "not_enabled"
+    assert (answer.kind, answer.status) == ("refused", status)
+
+
+def test_the_recording_request_accepts_audio_and_json_errors() -> None:
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["accept"])
+        if request.url.path.endswith("/calls"):
+            return httpx.Response(200, json={"next": None, "results": []})
+        return httpx.Response(425) if len(seen) == 1 else httpx.Response(200, content=b"RIFF")
+
+    client = make_client(api)
+    asyncio.run(client.request_recording("c1", MemorySink()))
+    asyncio.run(client.request_recording("c1", MemorySink()))
+    asyncio.run(client.get_json(f"{BASE}/calls"))  # the JSON endpoints still ask for JSON
+    audio, _, page = seen
+    assert "audio/wav" in audio and "application/json" in audio
+    assert page == "application/json"
 
 
 def test_too_early_and_direct_body() -> None:

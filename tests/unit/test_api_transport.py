@@ -282,7 +282,9 @@ async def test_the_proxy_named_in_the_environment_carries_both_pools(monkeypatch
     async with serving(proxy) as proxy_url:
         monkeypatch.setenv("HTTP_PROXY", proxy_url)
         # Hosts that do not resolve: only a proxy can answer for them.
-        async with api_client("http://api.invalid") as client:
+        async with api_client(
+            "http://api.invalid", allowed_recording_hosts=frozenset({"storage.invalid"})
+        ) as client:
             assert await client.get_json(client.url("calls")) == {"results": [], "next": None}
             assert await client.download("http://storage.invalid/r.wav?sig=1", MemorySink()) == len(JSON_PAGE)
     # A proxy gets the absolute URL in the request line.

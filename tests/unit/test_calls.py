@@ -46,3 +46,16 @@ def test_the_limit_is_inclusive_and_zero_gives_up_on_the_next_visit() -> None:
 )
 def test_other_outcomes_are_left_alone(outcome: RecordingOutcome) -> None:
     assert give_up_if_overdue(outcome, NOW - timedelta(days=365), NOW, WEEK) is outcome
+
+
+def test_a_recording_failing_at_the_source_is_given_up_on_like_a_pending_one() -> None:
+    failing = RecordingOutcome(RecordingStatus.FAILED, detail="HTTP 410: gone", source_failure=True)
+    assert give_up_if_overdue(failing, NOW - timedelta(days=6), NOW, WEEK) is failing
+    outcome = give_up_if_overdue(failing, NOW - timedelta(days=8), NOW, WEEK)
+    assert outcome.status is RecordingStatus.UNAVAILABLE
+    assert outcome.detail is not None and "still failing (HTTP 410: gone) 8.0 days" in outcome.detail
+
+
+def test_a_failure_of_our_own_destination_is_never_given_up_on() -> None:
+    ours = RecordingOutcome(RecordingStatus.FAILED, detail="storage: disk full")
+    assert give_up_if_overdue(ours, NOW - timedelta(days=365), NOW, WEEK) is ours

@@ -149,3 +149,73 @@ def test_worker_id_comes_from_flag_or_env_and_must_be_plain_text() -> None:
     for bad in ("", " padded", "two\nlines", "x" * 201):
         with pytest.raises(ConfigError, match="--worker-id"):
             load_settings({"worker_id": bad}, env)
+
+
+@pytest.mark.parametrize(
+    "name", ["api_key", "api-key", "API_KEY", "Api-Key", "apiKey", "APIKEY", "api.key", "ultravox_api_key"]
+)
+@pytest.mark.parametrize("section", ["", "[archiver]\n"])
+def test_the_key_in_a_config_file_is_refused_in_every_spelling(
+    tmp_path: Path, name: str, section: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'{section}"{name}" = "{KEY}"\n')
+    with pytest.raises(ConfigError, match="api_key_file") as caught:
+        load_settings({"config_file": config}, {"ULTRAVOX_API_KEY": KEY})
+    assert str(config) in str(caught.value)
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.ultravox.ai/api",
+        "http://10.0.0.5/api",
+        "http://[2001:db8::1]/api",
+        "http://127.0.0.1.example.com/api",
+    ],
+)
+def test_a_non_loopback_http_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="https unless"):
+        load_settings({"api_base_url": url}, {"ULTRAVOX_API_KEY": KEY})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8765/api",
+        "http://localhost:1/api",
+        "http://[::1]:9/api",
+        "https://api.ultravox.ai/api",
+    ],
+)
+def test_loopback_http_and_any_https_base_url_are_accepted(url: str) -> None:
+    assert load_settings({"api_base_url": url}, {"ULTRAVOX_API_KEY": KEY}).api_base_url == url
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ARCHIVER_S3_SSE": "aes256"}, "s3_sse must be AES256 or aws:kms"),
+        ({"ARCHIVER_S3_SSE_KMS_KEY_ID": "alias/x"}, "needs s3_sse = aws:kms"),
+        ({"ARCHIVER_S3_EXPECTED_BUCKET_OWNER": "12345"}, "12-digit"),
+    ],
+)
+def test_bad_s3_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, {"ULTRAVOX_API_KEY": KEY, **env})
+
+
+def test_s3_settings_from_env() -> None:
+    env = {
+        "ULTRAVOX_API_KEY": KEY,
+        "ARCHIVER_S3_SSE": "aws:kms",
+        "ARCHIVER_S3_SSE_KMS_KEY_ID": "alias/archive",
+        "ARCHIVER_S3_EXPECTED_BUCKET_OWNER": "123456789012",
+    }
+    settings = load_settings({}, env)
+    assert (settings.s3_sse, settings.s3_sse_kms_key_id, settings.s3_expected_bucket_owner) == (
+        "aws:kms",
+        "alias/archive",
+        "123456789012",
+    )

@@ -27,8 +27,10 @@ def test_default_port_is_same_origin() -> None:
     "next_url",
     [
         "https://evil.example/api/calls?cursor=1",
-        "http://api.ultravox.ai/api/calls?cursor=1",  # scheme downgrade
         "https://api.ultravox.ai:8443/api/calls?cursor=1",
+        "http://api.ultravox.ai:8080/api/calls?cursor=1",  # http on another port: another server
+        "http://evil.example/api/calls?cursor=1",
+        "http://user@api.ultravox.ai/api/calls?cursor=1",
     ],
 )
 def test_refuses_off_origin_next(next_url: str) -> None:
@@ -84,3 +86,23 @@ def test_stops_a_listing_that_never_ends_at_the_page_cap() -> None:
 def test_refuses_a_next_url_that_is_not_one(next_url: str) -> None:
     with pytest.raises(FatalError, match="not a valid URL"):
         paginator().advance({"next": next_url, "results": []})
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "http://api.ultravox.ai/api/calls?cursor=1",
+        "http://API.ultravox.ai:80/api/calls?cursor=1",
+        "http://api.ultravox.ai:443/api/calls?cursor=1",
+    ],
+)
+def test_a_next_link_dropping_to_http_on_the_api_host_is_followed_over_https(next_url: str) -> None:
+    assert paginator().advance({"next": next_url, "results": []}) == (
+        "https://api.ultravox.ai:443/api/calls?cursor=1"
+    )
+
+
+def test_an_http_api_keeps_its_http_links() -> None:
+    loopback = Paginator(origin_of("http://127.0.0.1:8765/api"), "calls")
+    url = "http://127.0.0.1:8765/api/calls?cursor=1"
+    assert loopback.advance({"next": url, "results": []}) == url

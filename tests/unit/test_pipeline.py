@@ -68,7 +68,11 @@ class FakeApi:
         path = request.url.path.removeprefix("/api/")
         if path in ("calls", "deleted_calls"):
             self.requests[path] += 1
-            assert (request.url.params["fromDate"], request.url.params["toDate"]) == (str(DAY), str(DAY))
+            # The documented filters are date-times: the exact UTC day, with an explicit offset.
+            assert (request.url.params["fromDate"], request.url.params["toDate"]) == (
+                f"{DAY}T00:00:00.000000+00:00",
+                f"{DAY}T23:59:59.999999+00:00",
+            )
             if path == "calls" and self.listing_status != 200:
                 return httpx.Response(self.listing_status, json={"detail": "listing refused"})
             return last_page(self.calls if path == "calls" else self.tombstones)
@@ -139,6 +143,7 @@ def run_day(api: FakeApi, archive: Archive, tmp_path: Path) -> Iterator[Any]:
         api_key=Secret(API_KEY),
         api_base_url="https://api.test/api",
         dest=str(archive.root),
+        allowed_recording_hosts="storage.test",
         max_rps=10_000,
         recording_wait_s=0.0,
     )
@@ -328,3 +333,17 @@ def test_a_rerun_reuses_the_transcript_and_the_recording(
     manifest = archive.manifest()
     assert (manifest.calls, manifest.messages, manifest.recordings_archived) == (2, 5, 1)
     assert manifest.calls_kept_from_archive == 0
+
+
+@pytest.mark.parametrize("bad_id", ["call-n\n", "call-n\r\n", "call/../n", "call n", ""])
+def test_a_call_id_with_a_trailing_newline_or_a_separator_is_quarantined(
+    api: FakeApi, archive: Archive, run_day: Any, bad_id: str
+) -> None:
+    api.calls = [call("call-a", 9), call(bad_id, 10)]
+
+    summary = run_day(LATER)
+
+    assert set(archive.calls()) == {"call-a"}
+    [problem] = archive.quarantine(summary)
+    assert problem["kind"] == "bad_record"
+    assert api.requests["messages"] == 1  # no request was made with the bad id in its path

@@ -80,6 +80,7 @@ def make_fetcher(
         retry_max_s=30.0,
         max_page_bytes=1024 * 1024,
         max_pages_per_listing=100,
+        allowed_recording_hosts=frozenset({"storage.test"}),
     )
     client = ApiClient(options, transport=api, storage_transport=storage, sleep=no_sleep)
     local = LocalStorage(root / "archive")

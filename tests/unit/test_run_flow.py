@@ -61,7 +61,7 @@ class GatedApi:
         assert request.headers["x-api-key"] == API_KEY
         path = request.url.path.removeprefix("/api/")
         if path in ("calls", "deleted_calls"):
-            listed = date.fromisoformat(request.url.params["fromDate"])
+            listed = date.fromisoformat(request.url.params["fromDate"][:10])
             name = f"{path}:{listed}"
             self._saw(name)
             return last_page(self.calls.get(listed, []) if path == "calls" else [])
@@ -100,6 +100,7 @@ def run_days(api: GatedApi, root: Path, days: int, **overrides: Any) -> tuple[Ru
         api_key=Secret(API_KEY),
         api_base_url="https://api.test/api",
         dest=str(root / "archive"),
+        allowed_recording_hosts="storage.test",
         **{"max_rps": 10_000, "recording_wait_s": 0.0, **overrides},
     )
 

@@ -35,11 +35,27 @@ def us(text: str) -> int:
         ("2026-03-02T12:00:00+02:00", False, us("2026-03-02T10:00:00")),
         ("2026-03-02T10:00:00.25Z", False, us("2026-03-02T10:00:00.250000")),
         ("2026-03-02T10:00:00.123456789Z", False, us("2026-03-02T10:00:00.123456")),
-        ("2026-03-02T10:00:00", False, us("2026-03-02T10:00:00")),  # no offset: UTC
+        ("2026-03-02T10:00:00", False, us("2026-03-02T10:00:00")),  # no offset: UTC here
     ],
 )
 def test_date_filters(text: str, end_of_day: bool, expected: int) -> None:
     assert parse_date_filter("fromDate", text, end_of_day=end_of_day) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "end_of_day", "expected"),
+    [
+        ("2026-03-02", False, us("2026-03-02T05:00:00")),
+        ("2026-03-02", True, us("2026-03-03T04:59:59.999999")),
+        ("2026-03-02T10:00:00", False, us("2026-03-02T15:00:00")),
+        ("2026-03-02T10:00:00Z", False, us("2026-03-02T10:00:00")),  # an explicit offset is exact
+        ("2026-03-02T23:59:59.999999+00:00", True, us("2026-03-02T23:59:59.999999")),
+    ],
+)
+def test_dates_without_an_offset_are_read_in_the_configured_zone(
+    text: str, end_of_day: bool, expected: int
+) -> None:
+    assert parse_date_filter("fromDate", text, end_of_day=end_of_day, naive_offset_h=-5) == expected
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2026-02-30", "2026-03-02T25:00:00Z", "03/02/2026", ""])

@@ -195,13 +195,24 @@ def test_unwritable_root_is_a_storage_error(tmp_path: Path) -> None:
         LocalStorage(blocker).put_bytes("x.json", b"x")
 
 
-def test_new_files_follow_umask(storage: LocalStorage) -> None:
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_archive_files_and_directories_are_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    # The archive holds transcripts and recordings: no other user may read them.
+    storage = LocalStorage(tmp_path / "new-root")
+    old = os.umask(umask)
     try:
-        storage.put_bytes("perm.json", b"x")
+        storage.put_bytes("calls/call_date=2026-03-02/data.parquet", b"x")
+        upload = storage.start_upload("recordings/call_date=2026-03-02/c.wav")
+        upload.put_part(1, 0, b"RIFF")
+        upload.complete()
+        storage.put_bytes_if("_state/leases/day.json", b"{}", if_none_match=True)
     finally:
         os.umask(old)
-    assert (storage.root / "perm.json").stat().st_mode & 0o777 == 0o644
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*")}
+    assert modes, "nothing written"
+    for name, mode in modes.items():
+        expected = 0o700 if (tmp_path / name).is_dir() else 0o600
+        assert mode == expected, (name, oct(mode))
 
 
 def test_cleanup_removes_only_stale_temp_files(storage: LocalStorage) -> None:
