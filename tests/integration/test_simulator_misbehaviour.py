@@ -3,21 +3,26 @@ HTTP, deterministically for a seed and a request, and all of them at once still 
 
 from __future__ import annotations
 
+from datetime import date
 from itertools import pairwise
 from typing import Any
 
 import httpx
 from support.simulator_helpers import StartSimulator, api_client
 
+from etl.api.listing import day_filters
 from etl.simulator.process import SimulatorHandle
 
 
 def walk(client: httpx.Client, day: str, page_size: int) -> list[dict[str, Any]]:
     """Every page of a day's listing, following `next` as given."""
     pages: list[dict[str, Any]] = []
-    url: str | None = f"/calls?fromDate={day}&toDate={day}&pageSize={page_size}"
+    # The UTC day with explicit offsets, as the archiver asks: a bare date is read in another zone.
+    params: dict[str, str | int] | None = {**day_filters(date.fromisoformat(day)), "pageSize": page_size}
+    url: str | None = "/calls"
     while url is not None:
-        answer = client.get(url)
+        answer = client.get(url, params=params)
+        params = None  # `next` carries the query
         assert answer.status_code == 200
         pages.append({"json": answer.json(), "encoding": answer.headers.get("content-encoding")})
         url = pages[-1]["json"]["next"]
