@@ -100,13 +100,9 @@ def one_seed(seed: int, calls: int, workdir: Path) -> dict[str, Any]:
         "wall_s": round(wall_s, 1),
         "verdict": verdict,
         "recordings_pending_in_truth": pending,
-        "run": {
-            k: summary.get(k) for k in ("calls_archived", "retries", "rate_limited", "calls_listed_twice")
-        },
-        "faults_injected": {
-            k: stats.get(k)
-            for k in ("injected_errors", "resets", "rate_limited", "cut_bodies", "expired_urls")
-        },
+        "run": {key: summary.get(key) for key in _RUN_FIGURES},
+        "faults_injected": {key: stats.get(key) for key in _FAULT_COUNTERS},
+        "api_responses": stats.get("responses"),
         "storage_responses": stats.get("storage_responses"),
         "api_requests": sum(count for kind, count in stats["requests"].items() if kind != "storage"),
     }
