@@ -267,11 +267,16 @@ class ApiClient:
         before_body: Callable[[int | None], Awaitable[None]] | None = None,
     ) -> RecordingAnswer:
         """Ask the API for a call's recording. A 200 body streams into `sink` (after `before_body`,
-        which may wait for room for it); a 302 is not followed."""
+        which may wait for room for it); a 302 is not followed. `sink` must come clean: it is reset
+        before a retry only, which spares a thread round trip on every poll."""
         url = self.url(f"calls/{call_id}/recording")
+        attempts = 0
 
         async def attempt() -> RecordingAnswer:
-            await in_thread(sink.reset)
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                await in_thread(sink.reset)
             await self.limiter.acquire()
             pool = next(self._next_pool)
             request = pool.build_request("GET", url, headers={"Accept": RECORDING_ACCEPT})

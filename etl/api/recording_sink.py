@@ -75,6 +75,11 @@ class RecordingSink:
         buffer, self._buffer, self._view, self._half = self._buffer, None, memoryview(b""), 0
         return buffer
 
+    @property
+    def settled(self) -> bool:
+        """Nothing to abort or wait for: `reset` and `close` return at once."""
+        return self._upload is None and self._uploader is None and self._parts == [None, None]
+
     def cancel(self) -> None:
         """Make the thread writing here stop at its next chunk (called from any thread)."""
         self._cancelled.set()

@@ -173,13 +173,19 @@ class RecordingFetcher:
 
     async def _lend_buffer(self, sink: RecordingSink, length: int | None) -> None:
         if sink.buffer_size < self._buffers.size_for(length):
-            await self._give_back_buffer(sink)
+            if sink.buffer_size:
+                await self._give_back_buffer(sink)
             sink.attach(await self._buffers.acquire(length))
 
     async def _give_back_buffer(self, sink: RecordingSink, *, closing: bool = False) -> None:
-        """Settle the sink (parts uploaded or aborted) in a thread, then return its buffer."""
+        """Settle the sink (parts uploaded or aborted), then return its buffer. Only a sink with an
+        upload or a part thread to settle needs a worker thread for it (most have none)."""
+        settle = sink.close if closing else sink.reset
         try:
-            await in_thread(sink.close if closing else sink.reset)
+            if sink.settled:
+                settle()
+            else:
+                await in_thread(settle)
         finally:
             buffer = sink.detach()
             if buffer is not None:
