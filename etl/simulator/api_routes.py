@@ -299,7 +299,8 @@ class ApiOrigin(Origin):
         if fraction(record.call_id, "unsafe-redirect") < self.config.unsafe_redirect_rate:
             return Response(302, [("Location", UNSAFE_LOCATION)])
         if record.delivery == "direct":
-            return responses.audio_response(record, self.stats)
+            chunked = fraction(record.call_id, "chunked") < self.config.chunked_audio_rate
+            return responses.audio_response(record, self.stats, chunked=chunked)
         born_expired = self.account.issue_signed_url(record, self.config.expired_url_rate)
         now = int(self.clock())
         expires = now - 60 if born_expired else int(now + self.config.signed_url_ttl_s)

@@ -57,6 +57,7 @@ _FRACTIONS = (
     "gzip_rate",  # a JSON answer is gzip-encoded (when the client accepts gzip)
     "short_page_rate",  # a list page holds far fewer items than the pageSize asked for
     "next_query_shuffle_rate",  # a `next` link's query comes back reordered, with a parameter added
+    "chunked_audio_rate",  # a recording's audio is sent chunked, without Content-Length (per call)
     "broken_recording_rate",
     "unsafe_redirect_rate",
 )
@@ -108,6 +109,7 @@ class FaultConfig:
     expired_url_rate: float = 0.0
     duplicate_listing_rate: float = 0.0
     gzip_rate: float = 0.0
+    chunked_audio_rate: float = 0.0
     short_page_rate: float = 0.0
     next_query_shuffle_rate: float = 0.0
     signed_url_ttl_s: float = 300.0

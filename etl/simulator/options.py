@@ -49,6 +49,7 @@ class SimulatorOptions:
     expired_url_rate: float = 0.0
     duplicate_listing_rate: float = 0.0
     gzip_rate: float = 0.0
+    chunked_audio_rate: float = 0.0
     short_page_rate: float = 0.0
     next_query_shuffle_rate: float = 0.0
     signed_url_ttl_s: float = 300.0
@@ -159,6 +160,12 @@ def build_parser(prog: str = "python -m etl.simulator") -> argparse.ArgumentPars
         help="fraction of calls pages that repeat the previous page's last call",
     )
     add("--gzip-rate", type=float, default=d.gzip_rate, help="fraction of JSON answers gzip-encoded")
+    add(
+        "--chunked-audio-rate",
+        type=float,
+        default=d.chunked_audio_rate,
+        help="fraction of recordings whose audio is sent chunked, without Content-Length",
+    )
     add(
         "--short-page-rate",
         type=float,

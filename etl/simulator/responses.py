@@ -169,7 +169,12 @@ def server_error(rng: random.Random) -> Response:
     return Response(status, headers, body)
 
 
-def audio_response(record: CallRecord, stats: Stats, abort_after_bytes: int | None = None) -> Response:
+def audio_response(
+    record: CallRecord, stats: Stats, abort_after_bytes: int | None = None, *, chunked: bool = False
+) -> Response:
+    """The recording's WAV bytes; `chunked`: with no Content-Length (chunked transfer encoding), as a
+    storage host or proxy that streams without knowing the length sends it."""
+
     async def chunks() -> AsyncIterator[bytes | memoryview]:
         stats.recording_started()
         try:
@@ -182,6 +187,6 @@ def audio_response(record: CallRecord, stats: Stats, abort_after_bytes: int | No
         200,
         [("Content-Type", "audio/wav")],
         stream=chunks(),
-        content_length=record.recording_bytes,
+        content_length=None if chunked else record.recording_bytes,
         abort_after_bytes=abort_after_bytes,
     )

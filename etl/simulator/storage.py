@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from etl.simulator import responses
+from etl.simulator.account import fraction
 from etl.simulator.origin import Origin
 from etl.simulator.wire import Request, Response
 
@@ -65,4 +66,6 @@ class StorageOrigin(Origin):
         if cut_rate > 0 and self.rng.random() < cut_rate:
             self.stats.cut_bodies += 1
             return responses.audio_response(record, self.stats, 0)
-        return responses.audio_response(record, self.stats, record.recording_bytes // 2 if truncate else None)
+        chunked = fraction(record.call_id, "chunked") < self.config.chunked_audio_rate
+        cut_at = record.recording_bytes // 2 if truncate else None
+        return responses.audio_response(record, self.stats, cut_at, chunked=chunked)

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 import boto3
+import httpx
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from support.archive_truth import Expected, assert_matches_truth, read_archive, s3_filesystem
-from support.simulator_helpers import StartSimulator
+from support.simulator_helpers import StartSimulator, api_client
 
 from etl.cli import main
 from etl.simulator.process import SimulatorHandle
@@ -228,3 +229,23 @@ def test_a_day_whose_listing_is_not_json_fails_alone(start_simulator: StartSimul
     others = [t for t in truth if t["call_date"] != bad_day]
     assert_matches_truth(read_archive(str(dest)), Expected(others))
     assert not (dest / "calls" / f"call_date={bad_day}").exists()
+
+
+def test_audio_sent_chunked_without_a_length_is_archived_exactly(
+    start_simulator: StartSimulator, s3_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    # Every recording's audio, from the storage host and from the API itself, comes with chunked
+    # transfer encoding and no Content-Length: the archiver cannot size its buffer up front.
+    sim = start_simulator(calls=60, seed=21, days=2, chunked_audio_rate=1.0, recording_bytes=300_000)
+    with api_client(sim) as api, httpx.Client(trust_env=False) as storage:
+        ready = next(t for t in sim.truth() if t["recording"]["status"] == "ready")
+        answer = api.get(f"/calls/{ready['call_id']}/recording")
+        audio = storage.get(answer.headers["location"]) if answer.status_code == 302 else answer
+        assert audio.status_code == 200
+        assert "content-length" not in audio.headers and audio.headers["transfer-encoding"] == "chunked"
+
+    code, output = backfill(sim, f"s3://{s3_bucket}/ultravox", fast_config(tmp_path))
+
+    assert code == 0, output
+    archive = read_archive(f"{s3_bucket}/ultravox", s3_filesystem(s3_endpoint))
+    assert_matches_truth(archive, Expected(sim.truth()))

@@ -57,6 +57,8 @@ EVERY_FAULT: dict[str, Any] = {
     "gzip_rate": 0.5,
     "short_page_rate": 0.2,
     "next_query_shuffle_rate": 0.3,
+    # audio sent chunked, without Content-Length
+    "chunked_audio_rate": 0.3,
     # the contract: bare dates read at UTC-5, "not enabled" in varied statuses and words, calls that
     # leave `recordingEnabled` out, calls that never end (left underway), https with `next` links
     # that say http
