@@ -228,11 +228,15 @@ class ApiClient:
             await self.limiter.acquire()
             # JSON pages are read whole, unlike recordings, but never more than the cap (decoded
             # bytes: a gzip bomb stops there too), and an error answer only as far as its `detail`.
-            async with next(self._next_pool).stream("GET", url) as streamed:
+            pool = next(self._next_pool)
+            streamed = await pool.send(pool.build_request("GET", url), stream=True)
+            try:
                 if streamed.status_code == 200:
                     body = await read_capped(streamed, self._options.max_page_bytes, url)
                     return parse_json(streamed, body)
                 response = await small_copy(streamed, url)
+            finally:
+                await streamed.aclose()
             self._raise_for_status(response)
             if response.status_code != 200:
                 raise FatalError(

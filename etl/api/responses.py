@@ -141,8 +141,11 @@ async def read_capped(response: httpx.Response, limit: int, url: str) -> bytes:
     bytes on the wire."""
     encoded = response.headers.get("content-encoding", "identity") != "identity"
     declared = None if encoded else response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(url, limit)
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(url, limit)
+        # Not encoded and known to fit: one read, without a Python step per network read.
+        return await response.aread()
     chunks: list[bytes] = []
     received = 0
     async for chunk in response.aiter_bytes():

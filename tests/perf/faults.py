@@ -79,7 +79,11 @@ def one_seed(seed: int, calls: int, workdir: Path) -> dict[str, Any]:
     with running_simulator(calls=calls, seed=seed, days=5, ready_timeout_s=120, **EVERY_FAULT) as sim:
         sim.configure(**EVERY_RUNTIME_FAULT)
         # Retry-After obeyed up to 1 s (60 s by default): the run must not sleep on 86400, inf or nan.
-        config = write_config(workdir / f"seed-{seed}.toml", retry_after_max_s=1, max_rps=190)
+        # Recordings are polled for 30 s as in the benchmark (120 s by default), not the tests' 4 s:
+        # under this many faults a recording's few 425s can be spread over more than 4 s of retries.
+        config = write_config(
+            workdir / f"seed-{seed}.toml", retry_after_max_s=1, max_rps=190, recording_wait_s=30
+        )
         dest = workdir / f"archive-{seed}"
         started = time.monotonic()
         finished = run(
