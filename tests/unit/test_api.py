@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from support.api_objects import client_options
 from support.memory_sink import MemorySink
 
-from etl.api.client import ApiClient, ClientOptions
+from etl.api.client import ApiClient
 from etl.api.ratelimit import RateLimiter
 from etl.errors import AuthError, FatalError, RetriableError, SignedUrlRejected
 from etl.secrets import Secret
@@ -27,10 +28,9 @@ def make_client(
         if sleeps is not None:
             sleeps.append(seconds)
 
-    options = ClientOptions(
+    options = client_options(
         base_url=BASE,
         api_key=Secret(KEY),
-        max_rps=10_000,
         max_connections=32,
         storage_connections=8,
         timeout_s=60.0,

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from support.api_objects import client_options
 
-from etl.api.client import ApiClient, ClientOptions
+from etl.api.client import ApiClient
 from etl.errors import FatalError, RetriableError
-from etl.secrets import Secret
 
 BASE = "https://api.test/api"
 MIB = 1024 * 1024
@@ -24,18 +24,8 @@ def client(handler: Callable[[httpx.Request], httpx.Response], *, max_page_bytes
     async def no_sleep(seconds: float) -> None:
         return None
 
-    options = ClientOptions(
-        base_url=BASE,
-        api_key=Secret("abcdefgh." + "k" * 32),
-        max_rps=10_000,
-        max_connections=4,
-        storage_connections=2,
-        timeout_s=5.0,
-        max_attempts=2,
-        retry_initial_s=0.0,
-        retry_max_s=0.0,
-        max_page_bytes=max_page_bytes,
-        max_pages_per_listing=5,
+    options = client_options(
+        base_url=BASE, max_attempts=2, max_page_bytes=max_page_bytes, max_pages_per_listing=5
     )
     return ApiClient(options, transport=httpx.MockTransport(handler), sleep=no_sleep)
 

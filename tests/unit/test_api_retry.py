@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from support.api_objects import client_options
 
-from etl.api.client import ApiClient, ClientOptions
+from etl.api.client import ApiClient
 from etl.api.ratelimit import RateLimiter
 from etl.api.responses import parse_retry_after, retry_after
 from etl.api.retry_budget import RetryBudget
@@ -35,12 +36,9 @@ def make_client(
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    options = ClientOptions(
+    options = client_options(
         base_url=BASE,
         api_key=Secret(KEY),
-        max_rps=10_000,
-        max_connections=4,
-        storage_connections=2,
         timeout_s=60.0,
         max_attempts=max_attempts,
         retry_initial_s=0.5,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.api_objects import client_options
 from support.memory_sink import MemorySink
 
 from etl.api.client import ApiClient, ClientOptions
@@ -89,17 +90,10 @@ def options(base_url: str, **overrides: Any) -> ClientOptions:
     fields: dict[str, Any] = {
         "base_url": f"{base_url}/api",
         "api_key": Secret(API_KEY),
-        "max_rps": 10_000.0,
-        "max_connections": 4,
-        "storage_connections": 2,
-        "timeout_s": 5.0,
-        "max_attempts": 3,
-        "retry_initial_s": 0.0,
-        "retry_max_s": 0.0,
         "max_page_bytes": 1024 * 1024,
         "max_pages_per_listing": 100,
     }
-    return ClientOptions(**(fields | overrides))
+    return client_options(**(fields | overrides))
 
 
 def api_client(base_url: str, **overrides: Any) -> ApiClient:

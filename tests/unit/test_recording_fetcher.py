@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.api_objects import client_options
 
 from etl.api.budget import BufferPool
-from etl.api.client import ApiClient, ClientOptions
+from etl.api.client import ApiClient
 from etl.api.recordings import RecordingFetcher, RecordingPolicy, recording_key
 from etl.model import RecordingStatus
-from etl.secrets import Secret
 from etl.storage.local import LocalStorage
 
 BASE = "https://api.test/api"
@@ -68,14 +68,8 @@ def make_fetcher(
     async def no_sleep(seconds: float) -> None:
         return None
 
-    options = ClientOptions(
+    options = client_options(
         base_url=BASE,
-        api_key=Secret("abcdefgh." + "k" * 32),
-        max_rps=10_000.0,
-        max_connections=4,
-        storage_connections=2,
-        timeout_s=5.0,
-        max_attempts=3,
         retry_initial_s=0.5,
         retry_max_s=30.0,
         max_page_bytes=1024 * 1024,

@@ -6,11 +6,11 @@ import asyncio
 
 import httpx
 import pytest
+from support.api_objects import client_options
 
-from etl.api.client import ApiClient, ClientOptions
+from etl.api.client import ApiClient
 from etl.api.redirects import DownloadPolicy, Resolver, parse_host_list
 from etl.errors import FatalError, RetriableError
-from etl.secrets import Secret
 
 PUBLIC = ["52.216.1.2"]
 
@@ -107,17 +107,7 @@ def test_a_storage_redirect_to_the_metadata_service_is_refused_before_it_is_sent
         sent.append(str(request.url))
         return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/iam"})
 
-    options = ClientOptions(
-        base_url="https://api.test/api",
-        api_key=Secret("abcdefgh." + "k" * 32),
-        max_rps=10_000,
-        max_connections=2,
-        storage_connections=2,
-        timeout_s=5.0,
-        max_attempts=2,
-        retry_initial_s=0.0,
-        retry_max_s=0.0,
-    )
+    options = client_options(max_connections=2, max_attempts=2)
 
     async def download() -> None:
         async with ApiClient(
