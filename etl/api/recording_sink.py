@@ -46,7 +46,6 @@ class RecordingSink:
         self._key = key
         self._buffer: AudioBuffer | None = None
         self._view = memoryview(b"")
-        self._half = 0
         self._content_type = content_type
         self._cancelled = threading.Event()
         self._hash = hashlib.sha256()
@@ -68,11 +67,11 @@ class RecordingSink:
     def attach(self, buffer: AudioBuffer) -> None:
         if self._buffer is not None:
             raise AssertionError("a recording sink holds one buffer at a time")
-        self._buffer, self._view, self._half = buffer, memoryview(buffer), len(buffer) // 2
+        self._buffer, self._view = buffer, memoryview(buffer)
 
     def detach(self) -> AudioBuffer | None:
         """The buffer, for its pool; call it after `close`."""
-        buffer, self._buffer, self._view, self._half = self._buffer, None, memoryview(b""), 0
+        buffer, self._buffer, self._view = self._buffer, None, memoryview(b"")
         return buffer
 
     @property
@@ -146,8 +145,8 @@ class RecordingSink:
     def _area_view(self) -> memoryview:
         if self._single_put:
             return self._view
-        start = self._area * self._half
-        return self._view[start : start + self._half]
+        half = len(self._view) // 2
+        return self._view[self._area * half : (self._area + 1) * half]
 
     def _send_part(self) -> None:
         if self._upload is None:

@@ -139,10 +139,9 @@ async def read_capped(response: httpx.Response, limit: int, url: str) -> bytes:
     bytes. httpx decodes gzip, deflate and brotli as it reads, so the cap holds on what decompression
     produces (a gzip bomb stops at `limit`, give or take one network read's expansion), not on the
     bytes on the wire."""
-    encoded = response.headers.get("content-encoding", "identity") != "identity"
-    declared = None if encoded else response.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
+    declared = declared_length(response)
+    if declared is not None:
+        if declared > limit:
             raise _too_large(url, limit)
         # Not encoded and known to fit: one read, without a Python step per network read.
         return await response.aread()

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 Action = Literal[
     "status",
@@ -29,18 +29,7 @@ Action = Literal[
 # `bytes` bytes; gzip_bomb: `bytes` of JSON whitespace gzip-encoded (~1/1000 the size on the wire);
 # endless_next: an empty page whose `next` is new every time; bad_next: a `next` with a control char;
 # trickle: a 200 of `bytes` bytes of audio sent 512 bytes every 0.25 s (within any read timeout).
-ACTIONS: tuple[Action, ...] = (
-    "status",
-    "not_json",
-    "reset",
-    "delay",
-    "deep_json",
-    "huge_json",
-    "gzip_bomb",
-    "endless_next",
-    "bad_next",
-    "trickle",
-)
+ACTIONS: tuple[Action, ...] = get_args(Action)
 
 _FRACTIONS = (
     "error_rate_5xx",
