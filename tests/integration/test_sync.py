@@ -178,8 +178,10 @@ def test_a_recording_that_never_becomes_ready_stops_keeping_its_day_open(
 ) -> None:
     start_day = today() - timedelta(days=10)  # long past the refresh window
     dest, prefix = f"s3://{s3_bucket}/giveup", "giveup/_state/"
-    # Give up on the first visit after the one that found the recording pending.
-    config = write_config(tmp_path / "c.toml", recording_wait_s=0.5, recording_give_up_days=0)
+    # Give up on the first visit after the one that found the recording pending. The wait is long
+    # enough for the recordings that need two 425s on a loaded CI machine (0.5 s was not: a 0.2 s
+    # answer left no room for the third poll), short enough that the stuck ones cost 2 s.
+    config = write_config(tmp_path / "c.toml", recording_wait_s=2, recording_give_up_days=0)
     s3 = boto3.session.Session().client("s3")
 
     account_days = {(start_day + timedelta(days=n)).isoformat() for n in range(2)}
