@@ -38,10 +38,10 @@ from etl.api.responses import (
     redact_url,
     retry_after,
     small_copy,
-    stream_into,
+    small_copy_sync,
 )
 from etl.api.retry_budget import RetryBudget
-from etl.api.storage_transport import direct_storage_transport
+from etl.api.storage_transport import direct_sync_transport
 from etl.api.threads import in_thread
 from etl.config import (
     DEFAULT_MAX_PAGE_MIB,
@@ -193,9 +193,26 @@ class ApiClient:
             verify=tls,
             limits=_pool(options.storage_connections),
             follow_redirects=True,
-            transport=storage_transport or direct_storage_transport(tls, options.storage_connections),
+            transport=storage_transport or direct_sync_transport(tls, options.storage_connections),
         )
         self._downloads = ThreadPoolExecutor(options.storage_connections, thread_name_prefix="download")
+        # The recording endpoint may answer with the audio itself (200), so it is asked from worker
+        # threads too, by a synchronous client of its own: read through the event loop, the 15 % of
+        # recordings the simulator delivers that way cost the loop 3.5 CPU-s per GiB (tests/perf/
+        # bench.py --cases audio), against ~1 in a thread. The key goes only to the URLs this client
+        # is given, all on the API's origin: it never follows a redirect (the 302 is the answer). A
+        # transport injected for the API (tests' MockTransport) serves this client as well.
+        self._recording_api = httpx.Client(
+            headers={"X-API-Key": self._key.reveal(), "User-Agent": USER_AGENT},
+            timeout=timeout,
+            verify=tls,
+            limits=_pool(options.max_connections),
+            follow_redirects=False,
+            transport=transport
+            if isinstance(transport, httpx.BaseTransport)
+            else direct_sync_transport(tls, options.max_connections),
+        )
+        self._recording_requests = ThreadPoolExecutor(options.max_connections, thread_name_prefix="recording")
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -207,7 +224,9 @@ class ApiClient:
         for pool in self._api_pools:
             await pool.aclose()
         self._storage.close()
+        self._recording_api.close()
         self._downloads.shutdown(wait=False, cancel_futures=True)
+        self._recording_requests.shutdown(wait=False, cancel_futures=True)
 
     @property
     def api_requests(self) -> int:
@@ -269,35 +288,48 @@ class ApiClient:
         sink: BlockingSink,
         *,
         before_body: Callable[[int | None], Awaitable[None]] | None = None,
+        on_cancel: Callable[[], None] | None = None,
     ) -> RecordingAnswer:
-        """Ask the API for a call's recording. A 200 body streams into `sink` (after `before_body`,
-        which may wait for room for it); a 302 is not followed. `sink` must come clean: it is reset
-        before a retry only, which spares a thread round trip on every poll."""
+        """Ask the API for a call's recording. A 200 body streams into `sink` in a worker thread
+        (after `before_body`, which may wait for room for it); a 302 is not followed. `sink` must come
+        clean: it is reset before a retry only, which spares work on every poll. `on_cancel` should
+        make the sink's writes fail, so a cancelled download stops at its next chunk."""
         url = self.url(f"calls/{call_id}/recording")
         attempts = 0
 
         async def attempt() -> RecordingAnswer:
             nonlocal attempts
             attempts += 1
-            if attempts > 1:
-                await in_thread(sink.reset)
             await self.limiter.acquire()
-            pool = next(self._next_pool)
-            request = pool.build_request("GET", url, headers={"Accept": RECORDING_ACCEPT})
-            response = await pool.send(request, stream=True)
+            threads = self._recording_requests
+            response = await in_thread(self._open_recording, url, sink, attempts > 1, executor=threads)
+            if response.status_code != 200:
+                return self._recording_answer(response, url)
             try:
-                if response.status_code == 200:
-                    if before_body is not None:
-                        await before_body(declared_length(response))
-                    size = await stream_into(response, sink, url)
-                    return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
-                # Small bodies: reading them lets the connection go back to the pool; closing a
-                # response with its body unread closes the connection too. Capped: see small_copy.
-                return self._recording_answer(await small_copy(response, url), url)
+                if before_body is not None:
+                    await before_body(declared_length(response))
+                size = await in_thread(copy_body, response, sink, url, executor=threads, on_cancel=on_cancel)
+                return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
             finally:
-                await response.aclose()
+                response.close()
 
         return await self._retrying(attempt, url)
+
+    def _open_recording(self, url: str, sink: BlockingSink, reset: bool) -> httpx.Response:
+        """The recording endpoint's answer: a 200 with its body unread, any other status read (as
+        far as small_copy reads), so that its connection goes back to the pool."""
+        if reset:
+            sink.reset()
+        client = self._recording_api
+        response = client.send(
+            client.build_request("GET", url, headers={"Accept": RECORDING_ACCEPT}), stream=True
+        )
+        if response.status_code == 200:
+            return response
+        try:
+            return small_copy_sync(response, url)
+        finally:
+            response.close()
 
     def _recording_answer(self, response: httpx.Response, url: str) -> RecordingAnswer:
         status = response.status_code

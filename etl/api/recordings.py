@@ -124,7 +124,10 @@ class RecordingFetcher:
         try:
             while True:
                 answer = await self._client.request_recording(
-                    call_id, guarded, before_body=lambda length: self._lend_buffer(sink, length)
+                    call_id,
+                    guarded,
+                    before_body=lambda length: self._lend_buffer(sink, length),
+                    on_cancel=sink.cancel,
                 )
                 if answer.kind is AnswerKind.REFUSED:
                     return refused(answer.status, answer.detail, recording_enabled=recording_enabled)

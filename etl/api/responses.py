@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from etl.api.threads import in_thread
 from etl.errors import FatalError, RetriableError
 
 _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -39,12 +37,6 @@ class BlockingSink(Protocol):
     def begin(self, length: int | None) -> None: ...
 
     def write(self, chunk: bytes | memoryview) -> None: ...
-
-
-# Chunks handed to a sink's thread at once from an async response: one thread hop per MiB rather
-# than per 64 KiB read, or sooner for a body that trickles in (the sink may be watching the rate).
-_BATCH_BYTES = 1024 * 1024
-_BATCH_S = 0.25
 
 
 def redact_url(url: str | httpx.URL, *, keep_query: bool = True) -> str:
@@ -107,33 +99,6 @@ def copy_body(response: httpx.Response, sink: BlockingSink, url: str) -> int:
     return check_length(url, expected, received)
 
 
-async def stream_into(response: httpx.Response, sink: BlockingSink, url: str) -> int:
-    """Copy a streamed body (of an async client) into `sink`, whose work runs in worker threads;
-    returns the byte count."""
-    expected = declared_length(response)
-    await in_thread(sink.begin, expected)
-    received = 0
-    batch: list[bytes] = []
-    batched = 0
-    batch_started = time.monotonic()
-    async for chunk in response.aiter_bytes():
-        batch.append(chunk)
-        batched += len(chunk)
-        if batched >= _BATCH_BYTES or time.monotonic() - batch_started >= _BATCH_S:
-            await in_thread(_write_all, sink, batch)
-            received += batched
-            batch, batched, batch_started = [], 0, time.monotonic()
-    if batch:
-        await in_thread(_write_all, sink, batch)
-        received += batched
-    return check_length(url, expected, received)
-
-
-def _write_all(sink: BlockingSink, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        sink.write(chunk)
-
-
 async def read_capped(response: httpx.Response, limit: int, url: str) -> bytes:
     """The whole decoded body of a streamed response, refusing (FatalError) one larger than `limit`
     bytes. httpx decodes gzip, deflate and brotli as it reads, so the cap holds on what decompression
@@ -162,14 +127,37 @@ def _too_large(url: str, limit: int) -> FatalError:
 async def small_copy(response: httpx.Response, url: str, limit: int = ERROR_BODY_LIMIT) -> httpx.Response:
     """A read copy of a streamed (error) response with at most `limit` bytes of its decoded body; the
     rest is never read (closing the stream drops the connection rather than drain it)."""
-    chunks: list[bytes] = []
-    received = 0
+    head = _Head(limit)
     async for chunk in response.aiter_bytes():
-        chunks.append(chunk[: limit - received])
-        received += len(chunks[-1])
-        if received >= limit:
+        if head.full_after(chunk):
             break
-    return with_body(response, b"".join(chunks))
+    return with_body(response, head.body())
+
+
+def small_copy_sync(response: httpx.Response, url: str, limit: int = ERROR_BODY_LIMIT) -> httpx.Response:
+    """`small_copy` for a response of a synchronous client."""
+    head = _Head(limit)
+    for chunk in response.iter_bytes():
+        if head.full_after(chunk):
+            break
+    return with_body(response, head.body())
+
+
+class _Head:
+    """The first `limit` bytes of a body read chunk by chunk."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._received = 0
+
+    def full_after(self, chunk: bytes) -> bool:
+        self._chunks.append(chunk[: self._limit - self._received])
+        self._received += len(self._chunks[-1])
+        return self._received >= self._limit
+
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 def with_body(response: httpx.Response, body: bytes) -> httpx.Response:

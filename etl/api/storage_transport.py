@@ -1,4 +1,5 @@
-"""The transport under the storage client: httpx's interface over urllib3's connection pool.
+"""The transport under the synchronous clients (the storage host's, and the recording endpoint's):
+httpx's interface over urllib3's connection pool.
 
 Audio is nearly every byte the archiver moves. httpx's own transport reads a body 64 KiB at a time and
 copies each read through h11's buffer in Python; urllib3 (installed anyway, with botocore) reads 1 MiB
@@ -7,9 +8,9 @@ between ~2.0 and ~1.2 CPU-seconds per GiB read and hashed. The storage client ke
 of httpx (redirects, timeouts, status handling, its exceptions), since this only turns one request
 into one urllib3 `urlopen` and maps urllib3's exceptions onto httpx's.
 
-Only the storage client uses it, and only for direct connections: httpx applies proxies named in the
-environment to its own transports alone, so with a proxy configured the storage client keeps httpx's
-transport (`direct_storage_transport` returns None).
+Only those clients use it, and only for direct connections: httpx applies proxies named in the
+environment to its own transports alone, so with a proxy configured they keep httpx's transport
+(`direct_sync_transport` returns None).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from urllib3.exceptions import (
 READ_BYTES = 1024 * 1024
 
 
-def direct_storage_transport(tls: ssl.SSLContext, max_connections: int) -> httpx.BaseTransport | None:
+def direct_sync_transport(tls: ssl.SSLContext, max_connections: int) -> httpx.BaseTransport | None:
     """The urllib3 transport, or None (httpx's own) when the environment names a proxy."""
     if urllib.request.getproxies():
         return None

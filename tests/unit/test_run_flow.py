@@ -95,6 +95,18 @@ class GatedApi:
         return True
 
 
+class LoopTransport(httpx.MockTransport):
+    """The async handler for both of the client's sides: recording requests come from worker threads
+    through the synchronous client, and are answered on the event loop, where the gates live."""
+
+    def __init__(self, handler: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
+        super().__init__(handler)
+        self._loop = asyncio.get_running_loop()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return asyncio.run_coroutine_threadsafe(self.handle_async_request(request), self._loop).result()
+
+
 def run_days(api: GatedApi, root: Path, days: int, **overrides: Any) -> tuple[RunSummary, float]:
     settings = Settings(
         api_key=Secret(API_KEY),
@@ -107,7 +119,7 @@ def run_days(api: GatedApi, root: Path, days: int, **overrides: Any) -> tuple[Ru
     async def one_run() -> RunSummary:
         async with ApiClient(
             ClientOptions.from_settings(settings),
-            transport=httpx.MockTransport(api.api),
+            transport=LoopTransport(api.api),
             storage_transport=httpx.MockTransport(api.storage),
         ) as client:
             spool = root / "spool"
