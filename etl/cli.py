@@ -6,8 +6,10 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   1  the run finished, but some calls, records or recordings could not be archived (see the summary
      and `_quarantine/` in the destination); re-run the same window to retry them. Also when the
      run reached --max-run-time: it published what it finished, and the next run continues
-  2  usage or configuration error (bad flag, missing API key, unreadable config file)
-  3  fatal: the run stopped (API key rejected, destination unusable)
+  2  usage or configuration error (bad flag, missing API key, unreadable config file), or one of the
+     checks before any work failed (etl.pipeline.preflight: key rejected, base URL not the API's,
+     host unreachable, destination a file or not writable, a day in the future)
+  3  fatal: the run stopped (API key rejected once under way, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping
      runs); the next run picks them up
 """

@@ -94,13 +94,14 @@ async def check_api(settings: Settings, *, transport: httpx.AsyncBaseTransport |
             "and any proxy (HTTPS_PROXY)"
         ) from None
     except FatalError as exc:
-        if exc.status not in (None, 404):
-            # Another refusal (400, 405, ...): the run meets it again and reports it in context.
-            log.warning("the API's list endpoint refused the check request", extra={"error": str(exc)})
+        if exc.status != 404:
+            # Another refusal (400, 405, ...) or a page that cannot be read (not JSON, too large):
+            # the run meets it again on each day and reports it there, in context (exit 1).
+            log.warning("the API's list endpoint failed the check request", extra={"error": str(exc)})
             return
         raise ConfigError(
-            f"{shown}/calls is not the Ultravox API's call list (HTTP {exc.status or 'answer not JSON'}): "
-            f"--api-base-url must end in /api, e.g. {DEFAULT_API_BASE_URL}"
+            f"{shown}/calls is not the Ultravox API's call list (HTTP 404): --api-base-url must end "
+            f"in /api, e.g. {DEFAULT_API_BASE_URL}"
         ) from None
     except RetriableError as exc:
         log.warning("the API is not answering well; the run retries as usual", extra={"error": str(exc)})

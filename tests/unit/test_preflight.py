@@ -55,10 +55,15 @@ def _check(handler: httpx.MockTransport) -> None:
     asyncio.run(check_api(_settings(), transport=handler))
 
 
-def test_a_page_that_is_not_json_means_the_base_url_is_wrong() -> None:
-    html = httpx.MockTransport(lambda _: httpx.Response(200, text="<html>docs</html>"))
-    with pytest.raises(ConfigError, match="must end in /api"):
-        _check(html)
+def test_a_404_means_the_base_url_is_wrong() -> None:
+    missing = httpx.MockTransport(lambda _: httpx.Response(404, json={"detail": "Not found."}))
+    with pytest.raises(ConfigError, match=r"HTTP 404\): --api-base-url must end in /api, e.g. https://api"):
+        _check(missing)
+
+
+def test_a_page_that_cannot_be_read_is_left_to_the_run() -> None:
+    # The run reports an unreadable listing per day, with its reason (a fault, not a wrong setting).
+    _check(httpx.MockTransport(lambda _: httpx.Response(200, text="<html>not json</html>")))
 
 
 def test_a_server_error_leaves_it_to_the_run() -> None:
