@@ -44,7 +44,7 @@ from etl.pipeline.dry_run import dry_run, format_plan
 from etl.reporting.config_show import format_settings
 from etl.reporting.logs import configure_logging
 from etl.reporting.progress import progress_for
-from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
+from etl.reporting.report import EXIT_FATAL, EXIT_PARTIAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
 from etl.storage import LocalStorage, S3Options, Storage, open_storage
@@ -458,7 +458,8 @@ def _dry_run(settings: Settings, command: pipeline.Command, summary_format: str)
         click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
         sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
     click.echo(format_plan(plan, summary_format))
-    sys.exit(0)
+    # A day whose listing failed would fail the run the same way: partial (1), as the run would be.
+    sys.exit(EXIT_PARTIAL if plan.failed_days else 0)
 
 
 def _finish(settings: Settings, summary: RunSummary, summary_format: str) -> None:

@@ -19,10 +19,13 @@ from etl.api.client import ApiClient, ClientOptions
 from etl.api.listing import calls_of_day
 from etl.api.retry_budget import RetryBudget
 from etl.config import Settings
+from etl.errors import ArchiverError, AuthError
 from etl.pipeline.preflight import check_usable
 from etl.pipeline.run import Command, check_before_run
 from etl.state import MANIFEST_PREFIX, day_from_key
 from etl.storage.base import Storage
+
+_LISTINGS_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class DayPlan:
     calls: int
     ended: int  # calls with a transcript to fetch (underway ones wait for a later run)
     recordings: int  # ended calls with recording on: one recording request each, at least
+    error: str | None = None  # the listing failed: the run would fail this day the same way
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class Plan:
         # cost fewer; a long transcript (over one page) or a recording polled while it is not ready
         # costs more. The deleted-calls listing is asked for only for a day with calls on file.
         return sum(d.listing_pages + d.ended + d.recordings + d.archived for d in self.days)
+
+    @property
+    def failed_days(self) -> list[date]:
+        return [d.day for d in self.days if d.error]
 
     @property
     def estimated_seconds(self) -> float:
@@ -73,9 +81,17 @@ async def dry_run(settings: Settings, storage: Storage, command: Command) -> Pla
     await check_usable(settings, storage)
     archived = {d for d in map(day_from_key, await asyncio.to_thread(_manifest_keys, storage)) if d}
     budget = RetryBudget(settings.retry_budget)
+    # A few days list at once, as in a run, all paced by the client's rate limiter: a first sync's
+    # months of days must not take one round trip after another.
+    slots = asyncio.Semaphore(_LISTINGS_AT_ONCE)
     async with ApiClient(ClientOptions.from_settings(settings), retry_budget=budget) as client:
-        planned = [await _list_day(client, day, day in archived, settings.page_size) for day in days]
-    return Plan(command.name, settings.dest, settings.max_rps, planned)
+
+        async def listed(day: date) -> DayPlan:
+            async with slots:
+                return await _list_day(client, day, day in archived, settings.page_size)
+
+        planned = await asyncio.gather(*(listed(day) for day in days))
+    return Plan(command.name, settings.dest, settings.max_rps, list(planned))
 
 
 def _manifest_keys(storage: Storage) -> list[str]:
@@ -84,13 +100,18 @@ def _manifest_keys(storage: Storage) -> list[str]:
 
 async def _list_day(client: ApiClient, day: date, archived: bool, page_size: int) -> DayPlan:
     pages = calls = ended = recordings = 0
-    async for page in calls_of_day(client, day, page_size=page_size):
-        pages += 1
-        for raw in page:
-            calls += 1
-            if isinstance(raw, dict) and raw.get("ended"):
-                ended += 1
-                recordings += raw.get("recordingEnabled") is True
+    try:
+        async for page in calls_of_day(client, day, page_size=page_size):
+            pages += 1
+            for raw in page:
+                calls += 1
+                if isinstance(raw, dict) and raw.get("ended"):
+                    ended += 1
+                    recordings += raw.get("recordingEnabled") is True
+    except AuthError:
+        raise
+    except ArchiverError as exc:
+        return DayPlan(day, archived, pages, calls, ended, recordings, error=str(exc))
     return DayPlan(day, archived, pages, calls, ended, recordings)
 
 
@@ -104,6 +125,7 @@ def format_plan(plan: Plan, fmt: str) -> str:
         lines.append(
             f"  {d.day}  {state:<18}  {d.calls} calls ({d.ended} ended, {d.recordings} with recording), "
             f"{d.listing_pages} listing {'page' if d.listing_pages == 1 else 'pages'}"
+            + (f"; LISTING FAILED: {d.error}" if d.error else "")
         )
     lines.append(
         f"  about {plan.estimated_requests} API requests, ~{plan.estimated_seconds:.0f} s at "

@@ -80,3 +80,18 @@ def test_a_dry_run_is_refused_like_the_run_would_be(sim: SimulatorHandle, tmp_pa
     assert result.exit_code == 2, result.output
     assert "the first sync needs --since" in result.output
     assert _requests(sim) == {}
+
+
+def test_a_day_whose_listing_fails_is_shown_and_the_dry_run_exits_1(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    sim.configure(rules=[{"path": f"^/api/calls\\?.*fromDate={sim.since}", "action": "not_json"}])
+    try:
+        window = ["--since", sim.since, "--until", sim.until, "--dest", str(tmp_path / "a")]
+        result = _invoke(sim, "backfill", *window, "--dry-run")
+    finally:
+        sim.configure(rules=[])
+    assert result.exit_code == 1, result.output
+    (failed,) = [line for line in result.output.splitlines() if "LISTING FAILED" in line]
+    assert failed.startswith(f"  {sim.since}  new")
+    assert not (tmp_path / "a").exists()
