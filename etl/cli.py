@@ -34,7 +34,7 @@ from etl.config import (
     Settings,
     load_destination,
     load_settings,
-    load_settings_with_sources,
+    resolve_settings,
     setting_defaults,
 )
 from etl.errors import ArchiverError, ConfigError, StorageError
@@ -344,11 +344,18 @@ def config_show(fmt: str, since: Any, log_format: str, log_level: str, **flags: 
     flags["since"] = since.date() if since else None
     given = {k: v for k, v in _typed_flags(flags).items() if k not in _NOT_SETTINGS}
     try:
-        settings, sources = load_settings_with_sources(given, os.environ)
+        values, sources = resolve_settings(given, os.environ)
+    except ConfigError as exc:  # a file that cannot be read, an unknown key, a value of the wrong type
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    # Shown even when they do not go together (no key, a negative wait): where each came from is
+    # what the user needs to fix them.
+    click.echo(format_settings(values, sources, fmt))
+    try:
+        Settings(**values)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(format_settings(settings, sources, fmt))
 
 
 @main.command()

@@ -250,6 +250,18 @@ def load_settings_with_sources(
 ) -> tuple[Settings, dict[str, str]]:
     """`load_settings`, and where each setting came from (`config show`): "flag --x", "env VAR",
     "file PATH" or "default"."""
+    values, sources = resolve_settings(flags, env, config_file=config_file)
+    return Settings(**values), sources
+
+
+def resolve_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values given (converted, not yet validated together) and where each setting came from;
+    `Settings(**values)` validates them."""
     given_flags = {k: v for k, v in flags.items() if v is not None}
     file_path = config_file or _path_or_none(
         given_flags.pop("config_file", None) or env.get(ENV_VARS["config_file"])
@@ -279,7 +291,7 @@ def load_settings_with_sources(
         # Paths are joined onto it with a "/" of their own.
         values["api_base_url"] = values["api_base_url"].rstrip("/")
     sources.pop("api_key_file", None)
-    return Settings(**values), {name: sources.get(name, "default") for name in _SETTING_NAMES}
+    return values, {name: sources.get(name, "default") for name in _SETTING_NAMES}
 
 
 # Settings whose flag leaves out the unit in their name (`--recording-wait` sets recording_wait_s).

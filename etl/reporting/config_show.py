@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from etl.config import Settings, flag_name
+from etl.config import Settings, flag_name, setting_defaults
 from etl.secrets import MASK, Secret
 
 
-def settings_rows(settings: Settings, sources: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(name as a flag or config-file key spells it, value shown, source) for every setting."""
+def settings_rows(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(name as a flag or config-file key spells it, value shown, source) for every setting: the
+    given `values` (those of `resolve_settings`, valid or not), else the default."""
+    defaults = setting_defaults()
     return [
-        (flag_name(f.name), _shown(getattr(settings, f.name)), sources.get(f.name, "default"))
-        for f in fields(settings)
+        (flag_name(f.name), _shown(values.get(f.name, defaults.get(f.name))), sources.get(f.name, "default"))
+        for f in fields(Settings)
     ]
 
 
-def format_settings(settings: Settings, sources: dict[str, str], fmt: str) -> str:
-    rows = settings_rows(settings, sources)
+def format_settings(values: Mapping[str, Any], sources: Mapping[str, str], fmt: str) -> str:
+    rows = settings_rows(values, sources)
     if fmt == "json":
         return json.dumps({name: {"value": value, "source": source} for name, value, source in rows})
     width = max(len(name) for name, _, _ in rows)

@@ -55,3 +55,12 @@ def test_status_takes_its_destination_from_config(tmp_path: Path) -> None:
     config.write_text(f'dest = "{dest}"\n')
     result = CliRunner().invoke(main, ["status", "--config", str(config)], env={})
     assert str(dest) in result.output, result.output
+
+
+def test_config_show_shows_settings_that_do_not_go_together_then_the_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["config", "show", "--max-rps", "-1"], env={"ULTRAVOX_API_KEY": ""})
+    assert result.exit_code == 2
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line[:1].isalpha()}
+    assert rows["api-key"] == ["(none)", "default"]
+    assert rows["max-rps"] == ["-1.0", "flag", "--max-rps"]
+    assert "error: no API key" in result.output
