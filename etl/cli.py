@@ -6,8 +6,10 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   1  the run finished, but some calls, records or recordings could not be archived (see the summary
      and `_quarantine/` in the destination); re-run the same window to retry them. Also when the
      run reached --max-run-time: it published what it finished, and the next run continues
-  2  usage or configuration error (bad flag, missing API key, unreadable config file)
-  3  fatal: the run stopped (API key rejected, destination unusable)
+  2  usage or configuration error (bad flag, missing API key, unreadable config file), or one of the
+     checks before any work failed (etl.pipeline.preflight: key rejected, base URL not the API's,
+     host unreachable, destination a file or not writable, a day in the future)
+  3  fatal: the run stopped (API key rejected once under way, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping
      runs); the next run picks them up
 """
@@ -27,13 +29,22 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from etl.config import ENV_VARS, Settings, load_destination, load_settings, setting_defaults
+from etl.config import (
+    ENV_VARS,
+    Settings,
+    load_destination,
+    load_settings,
+    resolve_settings,
+    setting_defaults,
+)
 from etl.errors import ArchiverError, ConfigError, StorageError
 from etl.parquet import release_memory_promptly
 from etl.pipeline import run as pipeline
+from etl.pipeline.dry_run import dry_run, format_plan
+from etl.reporting.config_show import format_settings
 from etl.reporting.logs import configure_logging
 from etl.reporting.progress import progress_for
-from etl.reporting.report import EXIT_FATAL, EXIT_USAGE, exit_code, format_summary
+from etl.reporting.report import EXIT_FATAL, EXIT_PARTIAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
 from etl.storage import LocalStorage, S3Options, Storage, open_storage
@@ -212,7 +223,13 @@ def lease_options(func: F) -> F:
         help="This worker's identity (e.g. the cron or Job name); at most one live run per id. "
         "A run takes over its own worker's leases at once, so a retry after a kill does not wait.",
     )
-    return lock_wait(worker_id(func))
+    dry = click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the plan (days, calls, estimated API requests and time at --max-rps) and write "
+        "nothing; only the days' listings are requested.",
+    )
+    return dry(lock_wait(worker_id(func)))
 
 
 @click.group()
@@ -241,6 +258,8 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    if flags["dry_run"]:
+        _dry_run(settings, pipeline.backfill(first, last), flags["summary_format"])
     summary = _run(settings, pipeline.backfill(first, last))
     _finish(settings, summary, flags["summary_format"])
 
@@ -273,20 +292,70 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     flags["since"] = since.date() if since else None
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    if flags["dry_run"]:
+        _dry_run(settings, pipeline.sync(settings.since), flags["summary_format"])
     summary = _run(settings, pipeline.sync(settings.since))
     _finish(settings, summary, flags["summary_format"])
 
 
 @main.command()
 @setting_option("--dest", setting="dest", help="s3://bucket/prefix or a local directory.")
-def status(dest: str | None) -> None:
+@setting_option(
+    "--config",
+    setting="config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (its dest is read).",
+)
+def status(dest: str | None, config_file: Path | None) -> None:
     """Show what the archive's state says: partitions final and open, pending work, the last run, lag."""
     try:
-        destination = load_destination(_typed_flags({"dest": dest}).get("dest"), os.environ)
+        typed = _typed_flags({"dest": dest, "config_file": config_file})
+        destination = load_destination(typed.get("dest"), os.environ, config_file=typed.get("config_file"))
         click.echo(format_status(read_status(open_storage(destination)), destination))
     except (StorageError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FATAL if isinstance(exc, StorageError) else EXIT_USAGE)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the settings the archiver would run with."""
+
+
+@config_group.command("show")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@setting_option(
+    "--since",
+    setting="since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Where the history starts, for a first sync into an empty destination.",
+)
+@setting_option("--refresh-days", setting="refresh_days", type=float, help="As for sync.")
+@lease_options
+@settings_options
+def config_show(fmt: str, since: Any, log_format: str, log_level: str, **flags: Any) -> None:
+    """Print every setting in effect (the same flags as sync, then the environment, the config file,
+    the defaults) and where each came from. The API key is never printed, only whether there is one.
+
+    \b
+    Example:
+      ultravox-archiver config show --config /etc/ultravox-archiver.toml
+    """
+    flags["since"] = since.date() if since else None
+    given = {k: v for k, v in _typed_flags(flags).items() if k not in _NOT_SETTINGS}
+    try:
+        values, sources = resolve_settings(given, os.environ)
+    except ConfigError as exc:  # a file that cannot be read, an unknown key, a value of the wrong type
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    # Shown even when they do not go together (no key, a negative wait): where each came from is
+    # what the user needs to fix them.
+    click.echo(format_settings(values, sources, fmt))
+    try:
+        Settings(**values)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @main.command()
@@ -318,7 +387,7 @@ def simulate(ctx: click.Context) -> None:
 
 
 # Options that steer this invocation only, not the archiver's settings.
-_NOT_SETTINGS = frozenset({"summary_format"})
+_NOT_SETTINGS = frozenset({"summary_format", "dry_run"})
 
 
 def _typed_flags(flags: dict[str, Any]) -> dict[str, Any]:
@@ -345,14 +414,17 @@ def _settings_or_exit(flags: dict[str, Any]) -> Settings:
         sys.exit(EXIT_USAGE)
 
 
+def _s3_options(settings: Settings) -> S3Options:
+    return S3Options(
+        sse=settings.s3_sse,
+        sse_kms_key_id=settings.s3_sse_kms_key_id,
+        expected_bucket_owner=settings.s3_expected_bucket_owner,
+    )
+
+
 def open_destination(settings: Settings) -> Storage:
     try:
-        options = S3Options(
-            sse=settings.s3_sse,
-            sse_kms_key_id=settings.s3_sse_kms_key_id,
-            expected_bucket_owner=settings.s3_expected_bucket_owner,
-        )
-        storage = open_storage(settings.dest, s3_options=options)
+        storage = open_storage(settings.dest, s3_options=_s3_options(settings))
         if isinstance(storage, LocalStorage):
             # A run killed mid-write leaves its temp files behind; only old ones go, as a younger
             # one may belong to a run writing now. (S3 keeps no partial objects to clean up.)
@@ -381,6 +453,20 @@ def _run(settings: Settings, command: pipeline.Command) -> RunSummary:
     finally:
         if progress is not None:
             progress.finish()
+
+
+def _dry_run(settings: Settings, command: pipeline.Command, summary_format: str) -> None:
+    """Print the plan of `command` and exit; nothing is written (etl.pipeline.dry_run)."""
+    try:
+        # Opened without open_destination's clean-up of stale temp files: a dry run deletes nothing.
+        storage = open_storage(settings.dest, s3_options=_s3_options(settings))
+        plan = asyncio.run(dry_run(settings, storage, command))
+    except ArchiverError as exc:
+        click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
+    click.echo(format_plan(plan, summary_format))
+    # A day whose listing failed would fail the run the same way: partial (1), as the run would be.
+    sys.exit(EXIT_PARTIAL if plan.failed_days else 0)
 
 
 def _finish(settings: Settings, summary: RunSummary, summary_format: str) -> None:

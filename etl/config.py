@@ -239,6 +239,29 @@ def load_settings(
     `flags` holds only the options the user gave (None values are ignored). `env` is passed in (the CLI
     hands over `os.environ`) so that tests never patch the process environment.
     """
+    return load_settings_with_sources(flags, env, config_file=config_file)[0]
+
+
+def load_settings_with_sources(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """`load_settings`, and where each setting came from (`config show`): "flag --x", "env VAR",
+    "file PATH" or "default"."""
+    values, sources = resolve_settings(flags, env, config_file=config_file)
+    return Settings(**values), sources
+
+
+def resolve_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values given (converted, not yet validated together) and where each setting came from;
+    `Settings(**values)` validates them."""
     given_flags = {k: v for k, v in flags.items() if v is not None}
     file_path = config_file or _path_or_none(
         given_flags.pop("config_file", None) or env.get(ENV_VARS["config_file"])
@@ -247,15 +270,17 @@ def load_settings(
     from_env = {name: env[var] for name, var in ENV_VARS.items() if var in env and env[var] != ""}
     from_env.pop("config_file", None)
 
-    merged: dict[str, Any] = {}
-    for source in (from_file, from_env, given_flags):
-        merged.update(source)
+    merged: dict[str, Any] = {**from_file, **from_env, **given_flags}
+    sources = {name: f"file {file_path}" for name in from_file}
+    sources.update({name: f"env {ENV_VARS[name]}" for name in from_env})
+    sources.update({name: f"flag --{flag_name(name)}" for name in given_flags})
 
     key_file = merged.pop("api_key_file", None)
     if given_flags.get("api_key_file") is not None:
         merged.pop("api_key", None)  # an explicit key file flag wins over an inherited env key
     if key_file is not None and "api_key" not in merged:
         merged["api_key"] = _read_key_file(Path(key_file))
+        sources["api_key"] = f"key file {key_file} ({sources['api_key_file']})"
     merged["api_key"] = Secret(str(merged.get("api_key", "")).strip())
 
     unknown = set(merged) - _SETTING_NAMES
@@ -265,7 +290,23 @@ def load_settings(
     if "api_base_url" in values:
         # Paths are joined onto it with a "/" of their own.
         values["api_base_url"] = values["api_base_url"].rstrip("/")
-    return Settings(**values)
+    sources.pop("api_key_file", None)
+    return values, {name: sources.get(name, "default") for name in _SETTING_NAMES}
+
+
+# Settings whose flag leaves out the unit in their name (`--recording-wait` sets recording_wait_s).
+# A config file may spell every setting like its flag or like the setting, with `-` or `_`.
+_FLAG_SPELLINGS: Mapping[str, str] = {
+    "recording_wait_s": "recording-wait",
+    "lock_wait_s": "lock-wait",
+    "max_run_time_s": "max-run-time",
+}
+
+
+def flag_name(setting: str) -> str:
+    """A setting as a flag (or config-file key) spells it, without `--`: recording_wait_s -> recording-wait.
+    Settings that have no flag are spelled the same way: they are config-file keys only."""
+    return _FLAG_SPELLINGS.get(setting, setting.replace("_", "-"))
 
 
 def setting_defaults() -> dict[str, Any]:
@@ -310,7 +351,38 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     # worse, silence) that a user who wrote their key into the file sees.
     if any(_plain_name(str(name)) in _FILE_ONLY_FORBIDDEN_PLAIN for name in section):
         raise ConfigError(f"config file {path}: do not put the API key in a config file; use api_key_file")
-    return {k.replace("-", "_"): v for k, v in section.items()}
+    return _file_keys_to_settings(path, section)
+
+
+def _file_keys_to_settings(path: Path, section: Mapping[str, Any]) -> dict[str, Any]:
+    """Every spelling of a key (`recording-wait`, `recording_wait`, `recording_wait_s`) as its setting;
+    an unknown key is named with the file and the keys it may hold."""
+    settings: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    unknown = []
+    for key, value in section.items():
+        name = _FILE_KEYS.get(str(key).replace("-", "_"))
+        if name is None:
+            unknown.append(str(key))
+        elif name in settings:
+            raise ConfigError(f"config file {path}: {spelled[name]!r} and {key!r} set the same setting")
+        else:
+            settings[name], spelled[name] = value, str(key)
+    if unknown:
+        valid = ", ".join(sorted({flag_name(name) for name in _FILE_KEYS.values()}))
+        raise ConfigError(
+            f"config file {path}: unknown {'key' if len(unknown) == 1 else 'keys'} "
+            f"{', '.join(repr(k) for k in unknown)}; valid keys (- or _ alike): {valid}"
+        )
+    return settings
+
+
+# A config file's keys, `-` read as `_`: every setting but the key itself (the file names a key file).
+_FILE_KEYS: Mapping[str, str] = {
+    spelling: name
+    for name in (_SETTING_NAMES - {"api_key"}) | {"api_key_file"}
+    for spelling in (name, flag_name(name).replace("-", "_"))
+}
 
 
 def _plain_name(name: str) -> str:

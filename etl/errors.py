@@ -28,6 +28,11 @@ class RetriableError(ArchiverError):
         self.retry_after_s = retry_after_s
 
 
+class Unreachable(RetriableError):
+    """No connection could be made (name not resolved, refused, connect timeout): retried like any
+    transient fault during a run, but before one it means the base URL or the network is wrong."""
+
+
 class FatalError(ArchiverError):
     """A failure that will not go away by retrying: 4xx other than 425/429, bad credentials."""
 

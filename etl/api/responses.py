@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from etl.errors import FatalError, RetriableError
+from etl.errors import FatalError, RetriableError, Unreachable
 
 _DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # An error answer is read for its `detail` only: a few KiB say all there is to say, and a broken
@@ -61,6 +61,8 @@ def converted_errors(url: str, *, keep_query: bool = True) -> Iterator[None]:
         raise FatalError(f"GET {redact_url(url, keep_query=False)}: not a valid URL") from None
     except httpx.HTTPError as exc:
         where = f"GET {redact_url(url, keep_query=keep_query)}"
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            raise Unreachable(f"{where}: connection failed ({type(exc).__name__})") from None
         if isinstance(exc, httpx.TimeoutException):
             raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
         if isinstance(exc, httpx.TransportError):

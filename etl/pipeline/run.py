@@ -28,7 +28,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.deadline import Deadline
 from etl.pipeline.partition import Partition
+from etl.pipeline.preflight import check_destination, check_usable, check_window
 from etl.pipeline.readahead import ReadAhead
 from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
@@ -86,6 +87,9 @@ class Command:
 
     name: str
     plan: Callable[[Storage, date], list[date]]
+    # The days the user named, checked before any work (etl.pipeline.preflight.check_window).
+    since: date | None = None
+    until: date | None = None
 
 
 def days_between(since: date, until: date) -> list[date]:
@@ -94,12 +98,12 @@ def days_between(since: date, until: date) -> list[date]:
 
 def backfill(since: date, until: date) -> Command:
     """Every day from `since` through `until`."""
-    return Command("backfill", lambda _storage, _today: days_between(since, until))
+    return Command("backfill", lambda _storage, _today: days_between(since, until), since, until)
 
 
 def sync(since: date | None) -> Command:
     """Every open partition, and every day from the newest archived one through today."""
-    return Command("sync", lambda storage, today: _plan_sync(storage, today, since))
+    return Command("sync", lambda storage, today: _plan_sync(storage, today, since), since)
 
 
 def _plan_sync(storage: Storage, today: date, since: date | None) -> list[date]:
@@ -115,12 +119,27 @@ async def archive(
     *,
     progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
-    """Open the API client for `settings` and a spool directory, run `command`, close both."""
+    """Check the settings (preflight), open the API client for `settings` and a spool directory, run
+    `command`, close both."""
+    check_before_run(settings, command)
     budget = RetryBudget(settings.retry_budget)
     async with ApiClient(ClientOptions.from_settings(settings), retry_budget=budget) as client:
         with tempfile.TemporaryDirectory(prefix="ultravox-archiver-", dir=settings.spool_dir) as spool:
-            run = Run(settings, client=client, storage=storage, spool_dir=Path(spool), progress=progress)
+            run = Run(
+                settings,
+                client=client,
+                storage=storage,
+                spool_dir=Path(spool),
+                progress=progress,
+                preflight=lambda: check_usable(settings, storage),
+            )
             return await run.execute(command)
+
+
+def check_before_run(settings: Settings, command: Command) -> None:
+    """The checks that need no request: the destination and the dates the user gave."""
+    check_destination(settings.dest)
+    check_window(command.since, command.until, datetime.now(UTC).date())
 
 
 # -- one run ------------------------------------------------------------------------------------------
@@ -139,8 +158,12 @@ class Run:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[RunSummary], None] | None = None,
+        preflight: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
+        # Checks the API before the first day (etl.pipeline.preflight.check_api); a ConfigError stops
+        # the run with its run record written.
+        self._preflight = preflight
         self._client = client
         self._storage = storage
         self._spool_dir = spool_dir
@@ -195,7 +218,8 @@ class Run:
         try:
             return await self._execute(command)
         except ConfigError as exc:
-            # From planning (a first sync without --since): a usage error, which the CLI reports.
+            # From planning (a first sync without --since) or the API check before the first day: a
+            # usage or configuration error, which the CLI reports.
             self._stopped(str(exc), "config")
             raise
         except Exception as exc:
@@ -225,6 +249,8 @@ class Run:
             days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
             if days:
                 summary.since, summary.until = days[0].isoformat(), days[-1].isoformat()
+            if self._preflight is not None:
+                await self._preflight()
             log.info(
                 "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
             )

@@ -190,13 +190,17 @@ def test_transient_faults_and_rate_limits_are_retried(
     )
 
 
-def test_rejected_key_stops_the_run_with_exit_3(start_simulator: StartSimulator, tmp_path: Path) -> None:
+def test_a_key_rejected_during_the_run_stops_it_with_exit_3(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    # A key rejected from the start is a configuration error (exit 2, tests/integration/
+    # test_preflight_e2e.py); one revoked once the run is going stops it as fatal.
     sim = start_simulator(calls=5, seed=2)
-    wrong = "wrongkey." + "0" * 32
-    code, output = backfill(sim, str(tmp_path / "a"), fast_config(tmp_path), key=wrong)
+    sim.configure(rules=[{"path": "/messages", "action": "status", "status": 401}])
+    code, output = backfill(sim, str(tmp_path / "a"), fast_config(tmp_path))
     assert code == 3, output
-    assert "rejected" in output
-    assert wrong not in output
+    assert "the API key was rejected" in output
+    assert sim.api_key not in output
 
 
 def test_a_rewrite_never_drops_archived_calls(start_simulator: StartSimulator, tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def test_an_explicit_key_file_beats_the_inherited_key_and_an_inherited_key_file_
             main, [*args, "--dest", str(tmp_path / "b"), "--api-key-file", str(key_file)], env=env
         )
         finished = sum(not call["underway"] for call in sim.truth(messages=False))
-    assert inherited.exit_code == 3, inherited.output  # the inherited key was used, and rejected
+    # The inherited key was used, and rejected by the check before the run (a configuration error).
+    assert inherited.exit_code == 2, inherited.output
     assert explicit.exit_code == 0, explicit.output
     assert len(read_archive(str(tmp_path / "b")).calls) == finished > 0
 
