@@ -234,3 +234,14 @@ def test_a_recording_that_never_becomes_ready_stops_keeping_its_day_open(
         manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
         assert manifest["pending_recording_call_ids"] == []
         assert manifest["final"] is (manifest["call_date"] not in underway_days)
+
+
+def test_status_of_an_s3_destination_for_monitors(s3_endpoint: str, s3_bucket: str) -> None:
+    empty = CliRunner().invoke(main, ["status", "--dest", f"s3://{s3_bucket}/nothing", "--format", "json"])
+    assert empty.exit_code == 5, empty.output
+    assert [a["kind"] for a in json.loads(empty.stdout)["alerts"]] == ["empty"]
+    missing = CliRunner().invoke(
+        main, ["status", "--dest", "s3://no-such-bucket-for-status/x", "--format", "json"]
+    )
+    assert missing.exit_code == 3, missing.output
+    assert json.loads(missing.stdout)["alerts"][0]["kind"] == "unreadable"
