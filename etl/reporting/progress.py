@@ -44,7 +44,7 @@ class _Bar(tqdm):  # type: ignore[type-arg]
 
 class ProgressBar:
     def __init__(self, stream: TextIO) -> None:
-        self._days = self._days_listed = self._days_done = self._listed = 0
+        self._days = self._days_listed = self._days_done = self._listed = self._listed_in_listed_days = 0
         sized = _has_size(stream)
         self._bar = _Bar(
             total=None,
@@ -72,7 +72,9 @@ class ProgressBar:
         self._estimate()
 
     def day_listed(self) -> None:
+        # Days list one at a time: every call listed so far belongs to a day whose listing ended.
         self._days_listed += 1
+        self._listed_in_listed_days = self._listed
         self._estimate()
 
     def day_done(self) -> None:
@@ -82,9 +84,11 @@ class ProgressBar:
     def _estimate(self) -> None:
         if not self._days_listed:
             return
+        # The day being listed counts as unlisted: its calls so far say nothing of its size.
         unlisted = max(0, self._days - max(self._days_listed, self._days_done))
-        per_day = self._listed / self._days_listed
-        self._bar.total = max(self._bar.n, round(self._listed + per_day * unlisted))
+        per_day = self._listed_in_listed_days / self._days_listed
+        estimate = round(self._listed_in_listed_days + per_day * unlisted)
+        self._bar.total = max(self._bar.n, self._listed, estimate)
 
     def update(self, summary: RunSummary) -> None:
         done = summary.calls_archived + summary.calls_underway + summary.calls_failed

@@ -25,16 +25,19 @@ def test_the_total_is_estimated_per_day_then_exact() -> None:
     assert bar._bar.total is None  # no day fully listed: nothing to estimate from
     bar.day_listed()
     assert bar._bar.total == 120  # 30 calls a day, four days
-    bar.listed(10)
+    bar.listed(25)
+    assert bar._bar.total == 120  # a day half listed says nothing of its size yet
+    bar.listed(95)
+    assert bar._bar.total == 150  # but the total is never below what is listed
     bar.day_listed()
-    assert bar._bar.total == 80  # 20 a day
+    assert bar._bar.total == 300  # 75 a day
     bar.listed(5)
     bar.day_listed()
     bar.listed(5)
     bar.day_listed()
-    assert bar._bar.total == 50  # every day listed: exact
-    bar.update(_summary(50))
-    assert bar._bar.n == 50
+    assert bar._bar.total == 160  # every day listed: exact
+    bar.update(_summary(160))
+    assert bar._bar.n == 160
     bar.finish()
 
 
