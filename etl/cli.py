@@ -42,10 +42,10 @@ from etl.parquet import release_memory_promptly
 from etl.pipeline import run as pipeline
 from etl.pipeline.dry_run import dry_run, format_plan
 from etl.reporting.config_show import format_settings
+from etl.reporting.health import Thresholds
 from etl.reporting.logs import configure_logging
 from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_PARTIAL, EXIT_USAGE, exit_code, format_summary
-from etl.reporting.status import format_status, read_status
 from etl.reporting.summary import RunSummary
 from etl.storage import LocalStorage, S3Options, Storage, open_storage
 from etl.storage.local import cleanup_stale_temp_files
@@ -306,15 +306,59 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="TOML config file (its dest is read).",
 )
-def status(dest: str | None, config_file: Path | None) -> None:
-    """Show what the archive's state says: partitions final and open, pending work, the last run, lag."""
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="For people, or one JSON object (with every alert) for monitors.",
+)
+@click.option(
+    "--max-lag-hours",
+    type=click.FloatRange(min=0),
+    help="Alert (exit 6) when the archive has not been brought up to date for longer than this.",
+)
+@click.option(
+    "--max-open-days",
+    type=click.FloatRange(min=0),
+    help="Alert (exit 7) when a partition is still open more than this many days after its day.",
+)
+def status(
+    dest: str | None,
+    config_file: Path | None,
+    output_format: str,
+    max_lag_hours: float | None,
+    max_open_days: float | None,
+) -> None:
+    """Show what the archive's state says: partitions final and open, pending work, the last run, lag.
+
+    \b
+    Exit codes, for monitors (the most urgent one when several hold; --format json lists all):
+      0  nothing to alert on
+      1  failures: calls, recordings or listings failed (see _quarantine/), or the last run
+         stopped on a fatal error
+      2  usage error
+      3  the destination could not be read
+      5  the destination does not exist, or nothing is published there yet
+      6  lag over --max-lag-hours
+      7  a partition open more than --max-open-days after its day
+
+    \b
+    Example (a monitor, every hour):
+      ultravox-archiver status --dest s3://my-bucket/ultravox --format json \\
+          --max-lag-hours 3 --max-open-days 10
+    """
+    from etl.reporting.status_command import show_status
+
     try:
         typed = _typed_flags({"dest": dest, "config_file": config_file})
         destination = load_destination(typed.get("dest"), os.environ, config_file=typed.get("config_file"))
-        click.echo(format_status(read_status(open_storage(destination)), destination))
-    except (StorageError, ConfigError) as exc:
+    except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FATAL if isinstance(exc, StorageError) else EXIT_USAGE)
+        sys.exit(EXIT_USAGE)
+    thresholds = Thresholds(max_lag_hours=max_lag_hours, max_open_days=max_open_days)
+    sys.exit(show_status(destination, output_format, thresholds))
 
 
 @main.group("config")

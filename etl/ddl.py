@@ -180,6 +180,12 @@ def render_snowflake(tables: Sequence[TableSchema]) -> str:
     notes = [
         f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root).",
         "-- External table columns cannot carry comments, so the contract descriptions follow each line.",
+        # Auto-refresh only works once the bucket sends its event notifications to the table's queue,
+        # which is set up outside SQL; without that, TRUE silently never refreshes.
+        "-- AUTO_REFRESH = FALSE: Snowflake sees files written after the last refresh only once told to.",
+        "-- After each sync run `ALTER EXTERNAL TABLE calls REFRESH; ALTER EXTERNAL TABLE messages REFRESH;`",
+        "-- (e.g. from a Snowflake task), or set AUTO_REFRESH = TRUE and point the bucket's S3 event",
+        "-- notifications at the table's notification_channel (SHOW EXTERNAL TABLES) for the prefix.",
     ]
     return _document("Snowflake", notes, _snowflake_table, tables)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -12,14 +14,15 @@ import pyarrow.dataset as ds
 from etl.config import Settings
 from etl.pipeline.run import archive, backfill
 from etl.reporting.logs import configure_logging
+from etl.reporting.progress import progress_for
 from etl.reporting.report import exit_code, format_summary
 from etl.secrets import Secret
 from etl.simulator.process import running_simulator
 from etl.storage import open_storage
 
 QUERY_HINT = """\
-Query it:
-  python - <<'PY'
+Query it (with this archiver's own Python, which has pyarrow):
+  {python} - <<'PY'
   import pyarrow.dataset as ds
   calls = ds.dataset("{dest}/calls", format="parquet", partitioning="hive").to_table()
   print(calls.group_by("recording_status").aggregate([("call_id", "count")]))
@@ -54,11 +57,17 @@ def run_demo(*, calls: int, seed: int, dest: Path) -> int:
         click.echo(f"archiving {sim.since} .. {sim.until} from {sim.api_base_url} into {dest}")
         since, until = date.fromisoformat(sim.since), date.fromisoformat(sim.until)
         storage = open_storage(settings.dest)
-        summary = asyncio.run(archive(settings, storage, backfill(since, until)))
+        progress = progress_for(sys.stderr)
+        try:
+            summary = asyncio.run(archive(settings, storage, backfill(since, until), progress=progress))
+        finally:
+            if progress is not None:
+                progress.finish()
 
     click.echo(format_summary(summary, str(dest)))
     _show_archive(dest)
-    click.echo(QUERY_HINT.format(dest=dest))
+    # The interpreter running the demo has pyarrow; the system `python` may not.
+    click.echo(QUERY_HINT.format(dest=dest, python=shlex.quote(sys.executable)))
     return exit_code(summary)
 
 

@@ -51,6 +51,7 @@ from etl.pipeline.preflight import check_destination, check_usable, check_window
 from etl.pipeline.readahead import ReadAhead
 from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
+from etl.reporting.progress import Progress
 from etl.reporting.summary import RunSummary, run_records
 from etl.state import (
     MANIFEST_PREFIX,
@@ -117,7 +118,7 @@ async def archive(
     storage: Storage,
     command: Command,
     *,
-    progress: Callable[[RunSummary], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
     """Check the settings (preflight), open the API client for `settings` and a spool directory, run
     `command`, close both."""
@@ -157,7 +158,7 @@ class Run:
         spool_dir: Path,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        progress: Callable[[RunSummary], None] | None = None,
+        progress: Progress | None = None,
         preflight: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
@@ -255,6 +256,7 @@ class Run:
                 "run started", extra={"run_id": summary.run_id, "command": command.name, "days": len(days)}
             )
             self._listing_turns = Turns(len(days))
+            self._ledger.planned(len(days))
             stop_retrying = asyncio.create_task(self._stop_retrying_at_deadline())
             try:
                 async with asyncio.TaskGroup() as group:
@@ -325,6 +327,7 @@ class Run:
         finally:
             # A day that never lists (locked, failed, cancelled) must not hold up the days after it.
             self._listing_turns.end(index)
+            self._ledger.day_done()
 
     async def _archive_leased_day(self, index: int, day: date, lease: Lease) -> None:
         # The first page is asked for as soon as the day is leased (listing writes nothing): it
@@ -409,6 +412,7 @@ class Run:
         await self._listing_turns.wait(index)
         try:
             async for page in pages:
+                self._ledger.listed(len(page))
                 for raw in page:
                     if self._left_at_deadline(book):
                         return
@@ -425,6 +429,7 @@ class Run:
             # The turn ends once every call is listed, not when they are done: the day's task
             # group still waits for its calls while the next day lists.
             self._listing_turns.end(index)
+            self._ledger.day_listed()
 
     def _left_at_deadline(self, book: PartitionBook) -> bool:
         """True once the deadline has passed: the rest of the day is left open for the next run (what

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from etl.model import ProblemKind, PublishResult, RecordingOutcome, RecordingStatus
+from etl.reporting.progress import Progress
 from etl.reporting.summary import Problem, RunSummary
 from etl.state import PartitionManifest, is_final
 
@@ -76,9 +76,29 @@ class PartitionBook:
 
 
 class Ledger:
-    def __init__(self, summary: RunSummary, progress: Callable[[RunSummary], None] | None = None) -> None:
+    def __init__(self, summary: RunSummary, progress: Progress | None = None) -> None:
         self.summary = summary
         self._progress = progress
+
+    def planned(self, days: int) -> None:
+        """The run will visit `days` days (the progress display's total)."""
+        if self._progress is not None:
+            self._progress.planned(days)
+
+    def listed(self, calls: int) -> None:
+        """A page of a day's listing came in, with `calls` items."""
+        if self._progress is not None:
+            self._progress.listed(calls)
+
+    def day_listed(self) -> None:
+        """A day's listing ended (the progress display's estimate of the run's calls firms up)."""
+        if self._progress is not None:
+            self._progress.day_listed()
+
+    def day_done(self) -> None:
+        """One of the planned days is done with, however it ended (published, locked, failed)."""
+        if self._progress is not None:
+            self._progress.day_done()
 
     def problem(
         self,
@@ -156,7 +176,7 @@ class Ledger:
             reason = f"call {call_id}: {outcome.detail}"
             self.problem(ProblemKind.RECORDING_FAILED, reason, book, call_id=call_id)
         if self._progress is not None:
-            self._progress(summary)
+            self._progress.update(summary)
 
     def deadline_reached(self) -> None:
         """The run was still working when its deadline passed: what is left undone is the deadline's."""

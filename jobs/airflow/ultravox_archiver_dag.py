@@ -1,9 +1,10 @@
 """Hourly `ultravox-archiver sync` as an Airflow DAG (Airflow 2.6+ or 3).
 
 Copy into the DAGs folder of a deployment whose workers have `ultravox-archiver` installed. The
-archiver keeps its state in the destination, so this is one task with no parameters: each run
-archives whatever is new or still open since the last one, and `catchup` stays off (a sync is not
-tied to its data interval; a one-off `backfill` with --since and --until covers history).
+archiver keeps its state in the destination, so this is one task with no parameters: the first run
+starts at ARCHIVER_SINCE, each later one archives whatever is new or still open since the last one,
+and `catchup` stays off (a sync is not tied to its data interval; a one-off `backfill` with --since
+and --until covers history).
 
 Exit codes map to task states: 0 success; 4 (another run holds some partitions; the next run takes
 them) is a skip, not a failure; 1 (partial: some calls failed and a re-run retries them) fails the
@@ -33,13 +34,16 @@ with DAG(
 ) as dag:
     BashOperator(
         task_id="sync",
-        bash_command="ultravox-archiver sync --log-format json",
+        bash_command="ultravox-archiver sync --log-format json --summary-format json",
         # The key from a file the deployment mounts (a Kubernetes Secret, a secrets backend sync):
         # never an Airflow Variable printed into rendered templates. S3 access comes from the
         # worker's AWS chain (instance role, AWS_PROFILE), never from here.
         env={
             "ULTRAVOX_API_KEY_FILE": "/run/secrets/ultravox/api-key",
             "ARCHIVE_DEST": "s3://my-bucket/ultravox",
+            # Where the first run into an empty destination starts; later runs continue from the
+            # archive's own state.
+            "ARCHIVER_SINCE": "2025-01-01",
         },
         append_env=True,
         skip_on_exit_code=4,

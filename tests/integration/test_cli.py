@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,6 +33,12 @@ def test_demo_archives_the_simulated_account_locally(tmp_path: Path) -> None:
     ]
     (run_record,) = (dest / "_runs").iterdir()
     assert json.loads(run_record.read_text())["complete"] is True
+    # The query it suggests runs as printed, with the archiver's own Python (which has pyarrow).
+    snippet = result.stdout[result.stdout.index("Query it") :].split("\n  # or, with DuckDB")[0]
+    script = "\n".join(line.removeprefix("  ") for line in snippet.splitlines()[1:]) + "\n"
+    query = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert query.returncode == 0, query.stderr
+    assert "recording_status" in query.stdout and "archived" in query.stdout
 
 
 def test_missing_bucket_is_fatal_before_any_api_request(s3_endpoint: str, tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_status_reports_the_state(recent_account: SimulatorHandle, tmp_path: Pat
     sim, dest = recent_account, str(tmp_path / "archive")
     config = write_config(tmp_path / "c.toml", refresh_days=0)
     empty = CliRunner().invoke(main, ["status", "--dest", dest])
-    assert empty.exit_code == 0 and "nothing archived yet" in empty.output
+    assert empty.exit_code == 5 and "does not exist" in empty.output  # a monitor alerts on it
 
     code, output = cli(sim, dest, config, "sync", "--since", sim.since)
     assert code == 0, output
@@ -117,6 +117,11 @@ def test_status_reports_the_state(recent_account: SimulatorHandle, tmp_path: Pat
     assert f"{underway} calls underway" in status.output
     assert "last run            sync" in status.output and "(complete)" in status.output
     assert "lag                 newest archived call created" in status.output
+    as_json = CliRunner().invoke(main, ["status", "--dest", dest, "--format", "json", "--max-lag-hours", "1"])
+    document = json.loads(as_json.stdout)
+    assert (as_json.exit_code, document["alerts"]) == (0, [])  # just synced: up to date
+    assert document["calls_archived"] == sum(not t["underway"] for t in truth)
+    assert document["calls_underway"] == underway
     manifests = sorted((tmp_path / "archive" / "_state" / "partitions").iterdir())
     assert len(manifests) == 3
     for path in manifests:
@@ -229,3 +234,14 @@ def test_a_recording_that_never_becomes_ready_stops_keeping_its_day_open(
         manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
         assert manifest["pending_recording_call_ids"] == []
         assert manifest["final"] is (manifest["call_date"] not in underway_days)
+
+
+def test_status_of_an_s3_destination_for_monitors(s3_endpoint: str, s3_bucket: str) -> None:
+    empty = CliRunner().invoke(main, ["status", "--dest", f"s3://{s3_bucket}/nothing", "--format", "json"])
+    assert empty.exit_code == 5, empty.output
+    assert [a["kind"] for a in json.loads(empty.stdout)["alerts"]] == ["empty"]
+    missing = CliRunner().invoke(
+        main, ["status", "--dest", "s3://no-such-bucket-for-status/x", "--format", "json"]
+    )
+    assert missing.exit_code == 3, missing.output
+    assert json.loads(missing.stdout)["alerts"][0]["kind"] == "unreadable"

@@ -76,3 +76,20 @@ def test_backfill_and_sync_both_take_the_lease_options() -> None:
     # A retried crashed backfill needs them as much as a retried sync (README: after a kill).
     for command in ("backfill", "sync"):
         assert {"--lock-wait", "--worker-id"} <= set(options(command)), command
+
+
+def test_every_option_of_sync_and_backfill_has_a_row_in_the_readme_settings_table() -> None:
+    table = README.read_text().split("### Settings", 1)[1].split("\n### ", 1)[0]
+    # --config is the paragraph above the table; backfill's window is its own usage line.
+    described_elsewhere = {"--config", "--help", "--until"}
+    for command in ("sync", "backfill"):
+        for flag in set(options(command)) - described_elsewhere:
+            if command == "backfill" and flag == "--since":
+                continue
+            assert f"| `{flag}`" in table, f"{command} {flag}"
+
+
+def test_help_names_both_ways_to_give_the_key() -> None:
+    for command in ("sync", "backfill"):
+        text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+        assert "ULTRAVOX_API_KEY_FILE" in text and "$ULTRAVOX_API_KEY" in text

@@ -157,3 +157,9 @@ def test_rewrite_touches_only_stale_files(tmp_path: Path, capsys: pytest.Capture
     assert ddl.main(["--out", str(tmp_path)]) == 0
 
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'athena.sql'}"
+
+
+def test_snowflake_says_how_its_tables_see_new_files() -> None:
+    # AUTO_REFRESH = FALSE leaves new partitions invisible until a refresh: the file must say so.
+    header = ddl.generate()["snowflake.sql"].split("CREATE", 1)[0]
+    assert "AUTO_REFRESH = FALSE" in header and "REFRESH" in header and "notification_channel" in header

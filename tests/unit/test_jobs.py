@@ -88,7 +88,7 @@ def test_the_airflow_dag_is_valid_python_and_passes_only_settings_the_archiver_r
     source = path.read_text()
     compile(source, str(path), "exec")  # Airflow itself is not a dependency: syntax, not import
     names = set(re.findall(r'"([A-Z][A-Z0-9_]+)":', source))
-    assert names == {"ULTRAVOX_API_KEY_FILE", "ARCHIVE_DEST"}
+    assert names == {"ULTRAVOX_API_KEY_FILE", "ARCHIVE_DEST", "ARCHIVER_SINCE"}
     assert names <= set(ENV_VARS.values())
 
 
