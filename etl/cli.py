@@ -95,6 +95,12 @@ def settings_options(func: F) -> F:
             help="Seconds to keep polling a recording that is not ready (425) before reporting it pending.",
         ),
         setting_option(
+            "--recording-heartbeat",
+            setting="recording_heartbeat_s",
+            type=float,
+            help="Seconds between log lines saying how many recordings are still being waited for.",
+        ),
+        setting_option(
             "--recording-give-up-days",
             setting="recording_give_up_days",
             type=float,

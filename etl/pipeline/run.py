@@ -46,6 +46,7 @@ from etl.errors import ArchiverError, AuthError, ConfigError, LeaseLost, Storage
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.deadline import Deadline
+from etl.pipeline.heartbeat import recording_heartbeat
 from etl.pipeline.partition import Partition
 from etl.pipeline.readahead import ReadAhead
 from etl.pipeline.turns import Turns
@@ -162,7 +163,7 @@ class Run:
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = Deadline(settings.max_run_time_s, clock=clock)
-        fetcher = RecordingFetcher(
+        self._fetcher = fetcher = RecordingFetcher(
             client,
             storage,
             _recording_policy(settings),
@@ -230,12 +231,16 @@ class Run:
             )
             self._listing_turns = Turns(len(days))
             stop_retrying = asyncio.create_task(self._stop_retrying_at_deadline())
+            heartbeat = asyncio.create_task(
+                recording_heartbeat(self._fetcher.waiting, self._settings.recording_heartbeat_s)
+            )
             try:
                 async with asyncio.TaskGroup() as group:
                     for index, day in enumerate(days):
                         group.create_task(self._archive_day(index, day))
             finally:
                 stop_retrying.cancel()
+                heartbeat.cancel()
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
             leaf = _first_leaf(group)
