@@ -87,6 +87,9 @@ class Command:
 
     name: str
     plan: Callable[[Storage, date], list[date]]
+    # A recording an earlier run left pending is asked for once, not waited for again (a sync must
+    # cost what is new); a backfill, which rewrites its window on purpose, waits for it again.
+    wait_again_for_pending: bool = False
 
 
 def days_between(since: date, until: date) -> list[date]:
@@ -95,7 +98,9 @@ def days_between(since: date, until: date) -> list[date]:
 
 def backfill(since: date, until: date) -> Command:
     """Every day from `since` through `until`."""
-    return Command("backfill", lambda _storage, _today: days_between(since, until))
+    return Command(
+        "backfill", lambda _storage, _today: days_between(since, until), wait_again_for_pending=True
+    )
 
 
 def sync(since: date | None) -> Command:
@@ -160,6 +165,7 @@ class Run:
             worker=settings.worker_id,
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
+        self._wait_again_for_pending = False
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = Deadline(settings.max_run_time_s, clock=clock)
@@ -221,6 +227,7 @@ class Run:
     async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
         summary.command = command.name
+        self._wait_again_for_pending = command.wait_again_for_pending
         try:
             # Planning reads the state; it also fails fast on a missing bucket or permissions.
             days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
@@ -316,6 +323,8 @@ class Run:
             marker = self.summary.run_id.encode()
             await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
             await asyncio.to_thread(partition.load_archived, self._storage)
+            if self._wait_again_for_pending:
+                partition.pending_recordings = frozenset()
             if not await self._list_and_archive(index, pages, partition, book):
                 return
             if ProblemKind.UNFINISHED in book.failed_kinds and not partition.fresh_call_ids:

@@ -112,6 +112,14 @@ def test_a_recording_left_pending_is_asked_for_once_and_archived_by_the_first_sy
     for day, manifest in manifests(s3_bucket, "pending").items():
         assert (day in pending_days) is bool(manifest["pending_recording_call_ids"])
 
+    # A backfill rewrites its window on purpose: it waits for them again.
+    day = min(pending_days)
+    sim.reset_stats()
+    code, output = cli(sim, dest, config, "backfill", "--since", day, "--until", day, "--recording-wait", "1")
+    assert code == 0, output
+    on_day = [t for t in expected.archived if t["call_id"] in never_ready and t["call_date"] == day]
+    assert sim.stats()["requests"]["recording"] > len(on_day)
+
     # They become ready between two syncs: the next one archives them, byte for byte.
     sim.advance(finish_processing=True)
     sim.reset_stats()
