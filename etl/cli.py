@@ -256,7 +256,8 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     "--since",
     setting="since",
     type=click.DateTime(["%Y-%m-%d"]),
-    help="Where the history starts, for a first sync into an empty destination.",
+    help="Where the history starts, for a first sync into an empty destination; later syncs only add "
+    "days from it on that were never archived (it reopens no archived day, so it may stay set).",
 )
 @setting_option(
     "--refresh-days",

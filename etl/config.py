@@ -125,7 +125,8 @@ class Settings:
     # `--max-run-time`: seconds after which the run takes no new work, publishes what it finished and
     # exits "partial" (1); None: no deadline. A scheduled sync should end before the next one starts.
     max_run_time_s: float | None = None
-    # Where a first `sync` starts when nothing is archived yet.
+    # Where a first `sync` starts when nothing is archived yet; later, only never-archived days from it
+    # on are added (see state.plan_sync): left set, it must not make every sync rewrite history.
     since: date | None = None
     # A JSON page (listing or transcript) larger than this, decoded, fails its day or its call: a
     # broken API or a gzip bomb must not grow the process. A page of 100 calls is well under 1 MiB.

@@ -38,7 +38,8 @@ class RecordingPolicy:
     """Every field required: the defaults live in `Settings` (recording_*)."""
 
     # How long to keep polling a recording from its first 425. Per call, not per run: a call listed
-    # late in a long run deserves the same wait as the first one.
+    # late in a long run deserves the same wait as the first one. Spent once per recording: one an
+    # earlier run left pending is asked for once (`fetch(known_pending=True)`).
     wait_s: float
     poll_initial_s: float
     poll_max_s: float
