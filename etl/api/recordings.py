@@ -66,14 +66,6 @@ def refused(status: int | None, explained: str | None, *, recording_enabled: boo
     )
 
 
-def _still_pending(wait_s: float, *, known_pending: bool) -> RecordingOutcome:
-    if known_pending:
-        detail = "still not ready (HTTP 425); pending at the last run too, so asked once, not waited for"
-    else:
-        detail = f"not ready after polling for {wait_s:g} s (HTTP 425)"
-    return RecordingOutcome(RecordingStatus.PENDING, detail=detail)
-
-
 class RecordingFetcher:
     def __init__(
         self,
@@ -167,7 +159,12 @@ class RecordingFetcher:
                         if wait_s:
                             self._waiting[(call_date, call_id)] = deadline
                     if now + poll_delay > deadline:
-                        return _still_pending(self._policy.wait_s, known_pending=known_pending)
+                        # The same words for a recording known pending (waited for by an earlier
+                        # run, asked once now): still true, and its row does not change every run.
+                        return RecordingOutcome(
+                            RecordingStatus.PENDING,
+                            detail=f"not ready after polling for {self._policy.wait_s:g} s (HTTP 425)",
+                        )
                     if self._stop_polling():
                         return RecordingOutcome(
                             RecordingStatus.PENDING, detail="not ready when the run reached its deadline"
