@@ -61,9 +61,10 @@ def main() -> None:
         if args.s3:
             endpoint = stack.enter_context(start_moto_server())
             env.update(aws_test_env(endpoint))
+            os.environ.update(aws_test_env(endpoint))  # for this process's boto3 and pyarrow too
             import boto3  # only here: the local case needs no AWS library
 
-            boto3.client("s3", **_client_args(endpoint)).create_bucket(Bucket="sync-cost")
+            boto3.client("s3").create_bucket(Bucket="sync-cost")
             dest, root, filesystem = "s3://sync-cost/archive", "sync-cost/archive", s3_filesystem(endpoint)
         else:
             root = dest = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "archive")
@@ -104,10 +105,6 @@ def _timed_sync(sim: SimulatorHandle, env: dict[str, str], cwd: str | None, sinc
         "partitions_written": summary["partitions_written"],
         "recordings_pending": summary["recordings_pending"],
     }
-
-
-def _client_args(endpoint: str) -> dict[str, str]:
-    return {"endpoint_url": endpoint, "region_name": "us-east-1"}
 
 
 if __name__ == "__main__":
