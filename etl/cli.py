@@ -106,6 +106,12 @@ def settings_options(func: F) -> F:
             help="Seconds to keep polling a recording that is not ready (425) before reporting it pending.",
         ),
         setting_option(
+            "--recording-heartbeat",
+            setting="recording_heartbeat_s",
+            type=float,
+            help="Seconds between log lines saying how many recordings are still being waited for.",
+        ),
+        setting_option(
             "--recording-give-up-days",
             setting="recording_give_up_days",
             type=float,
@@ -269,7 +275,8 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     "--since",
     setting="since",
     type=click.DateTime(["%Y-%m-%d"]),
-    help="Where the history starts, for a first sync into an empty destination.",
+    help="Where the history starts, for a first sync into an empty destination; later syncs only add "
+    "days from it on that were never archived (it reopens no archived day, so it may stay set).",
 )
 @setting_option(
     "--refresh-days",

@@ -40,6 +40,7 @@ ENV_VARS: Mapping[str, str] = {
     "concurrency": "ARCHIVER_CONCURRENCY",
     "download_concurrency": "ARCHIVER_DOWNLOAD_CONCURRENCY",
     "recording_wait_s": "ARCHIVER_RECORDING_WAIT_S",
+    "recording_heartbeat_s": "ARCHIVER_RECORDING_HEARTBEAT_S",
     "recording_give_up_days": "ARCHIVER_RECORDING_GIVE_UP_DAYS",
     "underway_give_up_hours": "ARCHIVER_UNDERWAY_GIVE_UP_HOURS",
     "refresh_days": "ARCHIVER_REFRESH_DAYS",
@@ -87,6 +88,9 @@ class Settings:
     retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
     # How long one run keeps polling recordings that answer 425 before reporting them pending.
     recording_wait_s: float = 120.0
+    # While recordings are being waited for, a log line this often says how many and for how much
+    # longer at most: a run waiting minutes must not look hung to whoever watches its log.
+    recording_heartbeat_s: float = 30.0
     # A recording still not ready this long after the archive first found it pending is given up
     # on (`unavailable`), so one that never finishes processing does not keep its day open for ever.
     recording_give_up_days: float = 7.0
@@ -121,7 +125,8 @@ class Settings:
     # `--max-run-time`: seconds after which the run takes no new work, publishes what it finished and
     # exits "partial" (1); None: no deadline. A scheduled sync should end before the next one starts.
     max_run_time_s: float | None = None
-    # Where a first `sync` starts when nothing is archived yet.
+    # Where a first `sync` starts when nothing is archived yet; later, only never-archived days from it
+    # on are added (see state.plan_sync): left set, it must not make every sync rewrite history.
     since: date | None = None
     # A JSON page (listing or transcript) larger than this, decoded, fails its day or its call: a
     # broken API or a gzip bomb must not grow the process. A page of 100 calls is well under 1 MiB.
@@ -204,6 +209,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{', '.join(waits)} must not be negative")
     if settings.recording_wait_s < 0:
         raise ConfigError("--recording-wait must not be negative")
+    if settings.recording_heartbeat_s <= 0:
+        raise ConfigError("--recording-heartbeat must be a positive number of seconds")
     if settings.recording_give_up_days < 0:
         raise ConfigError("--recording-give-up-days must not be negative")
     if settings.max_page_mib <= 0 or settings.max_pages_per_listing < 1:

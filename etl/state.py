@@ -157,7 +157,14 @@ def plan_sync(
     since: date | None,
 ) -> list[date]:
     """The days a sync must (re)visit: every open partition, and every day from the newest archived
-    one (or `since`, on a first run) through today."""
+    one (or `since`, on a first run) through today.
+
+    Once something is archived, `since` only adds the days from it on that have never been archived
+    (no manifest): extending the history backwards, or filling a day a run left unstarted. It never
+    reopens a final partition, so `ARCHIVER_SINCE` can stay set on an hourly sync (issue 13): the
+    sync then costs what is new, like one without it. Rewriting archived days on purpose is what
+    `backfill` is for.
+    """
     archived = set(archived_days)
     if not archived and since is None:
         raise ConfigError(
@@ -166,7 +173,12 @@ def plan_sync(
         )
     start = max(archived) if archived else since
     assert start is not None
-    if since is not None and since < start:
-        start = since
-    days = set(open_days) | {start + timedelta(days=n) for n in range((today - start).days + 1)}
+    days = set(open_days) | set(_days_from(start, today))
+    if since is not None:
+        days |= {day for day in _days_from(since, start) if day not in archived}
     return sorted(day for day in days if day <= today)
+
+
+def _days_from(first: date, last: date) -> list[date]:
+    """Every day from `first` through `last` (none when `last` is earlier)."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -38,7 +38,8 @@ class RecordingPolicy:
     """Every field required: the defaults live in `Settings` (recording_*)."""
 
     # How long to keep polling a recording from its first 425. Per call, not per run: a call listed
-    # late in a long run deserves the same wait as the first one.
+    # late in a long run deserves the same wait as the first one. Spent once per recording: one an
+    # earlier run left pending is asked for once (`fetch(known_pending=True)`).
     wait_s: float
     poll_initial_s: float
     poll_max_s: float
@@ -89,6 +90,14 @@ class RecordingFetcher:
         self._limits = limits or TransferLimits(max_bytes=None, min_bytes_per_s=0.0, window_s=60.0)
         self._clock = clock
         self._sleep = sleep
+        # When the wait of each recording being waited for ends (clock time): the run's heartbeat.
+        self._waiting: dict[tuple[date, str], float] = {}
+
+    def waiting(self) -> tuple[int, float]:
+        """How many recordings are being waited for now, and the seconds left of the longest wait."""
+        if not self._waiting:
+            return 0, 0.0
+        return len(self._waiting), max(0.0, max(self._waiting.values()) - self._clock())
 
     async def fetch(
         self,
@@ -97,12 +106,18 @@ class RecordingFetcher:
         *,
         recording_enabled: bool | None = None,
         slot: asyncio.Semaphore | None = None,
+        known_pending: bool = False,
     ) -> RecordingOutcome:
         """Archive one recording. `recording_enabled` is the call's `recordingEnabled` (None: the
         object did not say). `slot`, if given, is held by the caller and given up while waiting
-        between polls, so calls whose recordings are not ready do not starve the others."""
+        between polls, so calls whose recordings are not ready do not starve the others.
+
+        `known_pending`: an earlier run already waited `wait_s` for this recording and left it
+        pending. It is asked for once, not waited for again: a recording that stays pending for days
+        must not hold every scheduled run for `wait_s` (issue 13); one that became ready since is
+        archived now."""
         try:
-            return await self._fetch(call_id, call_date, recording_enabled, slot)
+            return await self._fetch(call_id, call_date, recording_enabled, slot, known_pending)
         except StorageError as exc:
             log.warning("recording failed", extra={"call_id": call_id, "error": str(exc)})
             return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc))
@@ -112,10 +127,16 @@ class RecordingFetcher:
             return RecordingOutcome(RecordingStatus.FAILED, detail=str(exc), source_failure=True)
 
     async def _fetch(
-        self, call_id: str, call_date: date, recording_enabled: bool | None, slot: asyncio.Semaphore | None
+        self,
+        call_id: str,
+        call_date: date,
+        recording_enabled: bool | None,
+        slot: asyncio.Semaphore | None,
+        known_pending: bool,
     ) -> RecordingOutcome:
         poll_delay = self._policy.poll_initial_s
         deadline: float | None = None
+        wait_s = 0.0 if known_pending else self._policy.wait_s
         refreshes = 0
         sink = RecordingSink(self._storage, recording_key(call_date, call_id))
         # The bytes pass the size cap and the minimum rate on their way in; the buffer, finish and
@@ -133,8 +154,13 @@ class RecordingFetcher:
                     return refused(answer.status, answer.detail, recording_enabled=recording_enabled)
                 if answer.kind is AnswerKind.TOO_EARLY:
                     now = self._clock()
-                    deadline = now + self._policy.wait_s if deadline is None else deadline
+                    if deadline is None:
+                        deadline = now + wait_s
+                        if wait_s:
+                            self._waiting[(call_date, call_id)] = deadline
                     if now + poll_delay > deadline:
+                        # The same words for a recording known pending (waited for by an earlier
+                        # run, asked once now): still true, and its row does not change every run.
                         return RecordingOutcome(
                             RecordingStatus.PENDING,
                             detail=f"not ready after polling for {self._policy.wait_s:g} s (HTTP 425)",
@@ -170,6 +196,7 @@ class RecordingFetcher:
                         continue
                 return await self._publish(sink, call_id)
         finally:
+            self._waiting.pop((call_date, call_id), None)
             # Aborts what was not finished; the buffer goes back only once no thread can touch it,
             # even if this task is cancelled again while it waits.
             await asyncio.shield(self._give_back_buffer(sink, closing=True))

@@ -224,6 +224,7 @@ class CallArchiver:
             partition.day,
             recording_enabled=enabled if isinstance(enabled, bool) else None,
             slot=slot,
+            known_pending=call_id in partition.pending_recordings,
         )
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)

@@ -53,12 +53,18 @@ class Partition:
         self.newest_created: datetime | None = None
         # When the archive first found each call it last left underway (from the manifest).
         self.underway_since: dict[str, datetime] = {}
+        # Calls whose recording the last run of this day left pending (from the manifest): already
+        # waited for once, so polled without waiting again.
+        self.pending_recordings: frozenset[str] = frozenset()
 
     # -- before the run's work ------------------------------------------------------------------------
 
     def load_archived(self, storage: Storage) -> None:
         """Fetch local copies of the archived partition files (if any) and index what they hold."""
-        self.underway_since = _underway_since(storage.get_bytes(manifest_key(self.day)))
+        manifest = _manifest(storage.get_bytes(manifest_key(self.day)))
+        if manifest is not None:
+            self.underway_since = _underway_since(manifest)
+            self.pending_recordings = frozenset(manifest.pending_recording_call_ids)
         calls_file = self._spool_dir / f"archived-calls-{uuid.uuid4().hex}.parquet"
         if not storage.get_file(self.calls_key, calls_file):
             return
@@ -143,13 +149,21 @@ class Partition:
                 path.unlink(missing_ok=True)
 
 
-def _underway_since(manifest: bytes | None) -> dict[str, datetime]:
-    """The manifest's first-found-underway times; none from a manifest that cannot be read (the
-    calls then count as first found by this run: later, never sooner, given up on)."""
-    if manifest is None:
-        return {}
+def _manifest(raw: bytes | None) -> PartitionManifest | None:
+    """The partition's manifest; None without one, or from one that cannot be read (its calls then
+    count as first found by this run: underway ones given up on later, never sooner; pending
+    recordings waited for again)."""
+    if raw is None:
+        return None
     try:
-        found = PartitionManifest.from_json(manifest).underway_since
-        return {call_id: datetime.fromisoformat(when) for call_id, when in found.items()}
+        return PartitionManifest.from_json(raw)
     except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _underway_since(manifest: PartitionManifest) -> dict[str, datetime]:
+    """The manifest's first-found-underway times; none if they cannot be read."""
+    try:
+        return {call_id: datetime.fromisoformat(when) for call_id, when in manifest.underway_since.items()}
+    except (ValueError, TypeError):
         return {}

@@ -46,6 +46,7 @@ from etl.errors import ArchiverError, AuthError, ConfigError, LeaseLost, Storage
 from etl.model import ProblemKind
 from etl.pipeline.calls import CallArchiver
 from etl.pipeline.deadline import Deadline
+from etl.pipeline.heartbeat import recording_heartbeat
 from etl.pipeline.partition import Partition
 from etl.pipeline.preflight import check_destination, check_usable, check_window
 from etl.pipeline.readahead import ReadAhead
@@ -91,6 +92,9 @@ class Command:
     # The days the user named, checked before any work (etl.pipeline.preflight.check_window).
     since: date | None = None
     until: date | None = None
+    # A recording an earlier run left pending is asked for once, not waited for again (a sync must
+    # cost what is new); a backfill, which rewrites its window on purpose, waits for it again.
+    wait_again_for_pending: bool = False
 
 
 def days_between(since: date, until: date) -> list[date]:
@@ -99,7 +103,13 @@ def days_between(since: date, until: date) -> list[date]:
 
 def backfill(since: date, until: date) -> Command:
     """Every day from `since` through `until`."""
-    return Command("backfill", lambda _storage, _today: days_between(since, until), since, until)
+    return Command(
+        "backfill",
+        lambda _storage, _today: days_between(since, until),
+        since,
+        until,
+        wait_again_for_pending=True,
+    )
 
 
 def sync(since: date | None) -> Command:
@@ -183,10 +193,11 @@ class Run:
             worker=settings.worker_id,
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
+        self._wait_again_for_pending = False
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = Deadline(settings.max_run_time_s, clock=clock)
-        fetcher = RecordingFetcher(
+        self._fetcher = fetcher = RecordingFetcher(
             client,
             storage,
             _recording_policy(settings),
@@ -245,6 +256,7 @@ class Run:
     async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
         summary.command = command.name
+        self._wait_again_for_pending = command.wait_again_for_pending
         try:
             # Planning reads the state; it also fails fast on a missing bucket or permissions.
             days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
@@ -258,12 +270,16 @@ class Run:
             self._listing_turns = Turns(len(days))
             self._ledger.planned(len(days))
             stop_retrying = asyncio.create_task(self._stop_retrying_at_deadline())
+            heartbeat = asyncio.create_task(
+                recording_heartbeat(self._fetcher.waiting, self._settings.recording_heartbeat_s)
+            )
             try:
                 async with asyncio.TaskGroup() as group:
                     for index, day in enumerate(days):
                         group.create_task(self._archive_day(index, day))
             finally:
                 stop_retrying.cancel()
+                heartbeat.cancel()
         except* (AuthError, StorageError) as group:
             # A rejected key or an unusable destination: nothing else in the run could succeed.
             leaf = _first_leaf(group)
@@ -340,6 +356,8 @@ class Run:
             marker = self.summary.run_id.encode()
             await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
             await asyncio.to_thread(partition.load_archived, self._storage)
+            if self._wait_again_for_pending:
+                partition.pending_recordings = frozenset()
             if not await self._list_and_archive(index, pages, partition, book):
                 return
             if ProblemKind.UNFINISHED in book.failed_kinds and not partition.fresh_call_ids:

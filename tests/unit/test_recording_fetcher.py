@@ -246,6 +246,42 @@ def test_polling_stops_at_once_when_wait_s_is_zero(tmp_path: Path) -> None:
     assert (client.api_requests, clock.sleeps) == (1, [])
 
 
+def test_a_recording_known_pending_is_asked_for_once_not_waited_for_again(tmp_path: Path) -> None:
+    clock = Clock()
+    api = httpx.MockTransport(lambda request: httpx.Response(425))
+    fetcher, client, _ = make_fetcher(api, api, tmp_path, clock, policy(wait_s=3600))
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE, known_pending=True))
+    assert outcome.status is RecordingStatus.PENDING
+    # Worded as after the earlier run's wait: a pending row reads the same whichever run wrote it.
+    assert outcome.detail == "not ready after polling for 3600 s (HTTP 425)"
+    assert (client.api_requests, clock.sleeps) == (1, [])
+
+
+def test_a_recording_known_pending_that_became_ready_is_archived(tmp_path: Path) -> None:
+    api = httpx.MockTransport(lambda request: httpx.Response(200, content=AUDIO))
+    fetcher, client, local = make_fetcher(api, api, tmp_path, Clock(), policy(wait_s=3600))
+    outcome = asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE, known_pending=True))
+    assert outcome.status is RecordingStatus.ARCHIVED and client.api_requests == 1
+    assert local.get_bytes(recording_key(CALL_DATE, CALL_ID)) == AUDIO
+
+
+def test_waiting_counts_the_recordings_being_waited_for_and_the_longest_wait_left(tmp_path: Path) -> None:
+    clock = Clock()
+    seen: list[tuple[int, float]] = []
+
+    async def sleep(seconds: float) -> None:
+        seen.append(fetcher.waiting())
+        await clock.sleep(seconds)
+
+    api = httpx.MockTransport(lambda request: httpx.Response(425))
+    fetcher, _, _ = make_fetcher(api, api, tmp_path, clock, policy(wait_s=10.0), sleep=sleep)
+    assert fetcher.waiting() == (0, 0.0)
+    asyncio.run(fetcher.fetch(CALL_ID, CALL_DATE))
+    assert seen and seen[0] == (1, 10.0)
+    assert all(count == 1 and 0 < left <= 10.0 for count, left in seen)
+    assert fetcher.waiting() == (0, 0.0)  # a wait that ended is not counted any more
+
+
 # --- giving up the slot while waiting ---------------------------------------------------------------
 
 

@@ -46,6 +46,19 @@ def test_since_before_the_archive_extends_it_backwards() -> None:
     assert plan == [D - timedelta(days=1), D]
 
 
+def test_since_left_set_reopens_no_archived_day() -> None:
+    # ARCHIVER_SINCE kept on an hourly sync: the plan is the plan without it, plus only the days
+    # from `since` on that were never archived (here D+2, which a run left unstarted).
+    archived = [D + timedelta(days=n) for n in (0, 1, 3, 4, 5)]
+    today = D + timedelta(days=6)
+    without = plan_sync(archived_days=archived, open_days=[D + timedelta(days=3)], today=today, since=None)
+    assert without == [D + timedelta(days=3), D + timedelta(days=5), today]
+    plan = plan_sync(archived_days=archived, open_days=[D + timedelta(days=3)], today=today, since=D)
+    assert plan == [D + timedelta(days=2), *without]
+    later = plan_sync(archived_days=archived, open_days=[], today=today, since=D + timedelta(days=5))
+    assert later == [D + timedelta(days=5), today]
+
+
 def test_final_needs_nothing_open_and_the_refresh_window_past() -> None:
     window = timedelta(days=2)
     end = datetime(2026, 3, 3, tzinfo=UTC)
