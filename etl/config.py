@@ -307,6 +307,7 @@ _FLAG_SPELLINGS: Mapping[str, str] = {
     "recording_wait_s": "recording-wait",
     "lock_wait_s": "lock-wait",
     "max_run_time_s": "max-run-time",
+    "recording_heartbeat_s": "recording-heartbeat",
 }
 
 
