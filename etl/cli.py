@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -484,8 +484,18 @@ def open_destination(settings: Settings) -> Storage:
                 log.info("stale temp files removed", extra={"count": removed, "dest": storage.uri})
         return storage
     except StorageError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FATAL)
+        _fail(str(exc), EXIT_FATAL)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Say why the command stops, and exit with `code`. Once logging is set up, as a log line like
+    every other one (JSON in a scheduler's log file, which must hold nothing else); before, as
+    `error: ...` on stderr."""
+    if logging.getLogger("etl").handlers:
+        log.error("stopped", extra={"error": message, "exit_code": code})
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 def _run(settings: Settings, command: pipeline.Command) -> RunSummary:
@@ -499,8 +509,7 @@ def _run(settings: Settings, command: pipeline.Command) -> RunSummary:
     try:
         return asyncio.run(pipeline.archive(settings, storage, command, progress=progress))
     except ArchiverError as exc:
-        click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
-        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
+        _fail(settings.api_key.redact(str(exc)), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
     finally:
         if progress is not None:
             progress.finish()
@@ -513,8 +522,7 @@ def _dry_run(settings: Settings, command: pipeline.Command, summary_format: str)
         storage = open_storage(settings.dest, s3_options=_s3_options(settings))
         plan = asyncio.run(dry_run(settings, storage, command))
     except ArchiverError as exc:
-        click.echo(f"error: {settings.api_key.redact(str(exc))}", err=True)
-        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
+        _fail(settings.api_key.redact(str(exc)), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
     click.echo(format_plan(plan, summary_format))
     # A day whose listing failed would fail the run the same way: partial (1), as the run would be.
     sys.exit(EXIT_PARTIAL if plan.failed_days else 0)

@@ -7,6 +7,7 @@ for what only the API can tell (the key, the base URL).
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -100,3 +101,24 @@ def test_dates_in_the_future_are_a_configuration_error(
     assert f"{tomorrow} is in the future" in result.output
     assert _requests(sim) == {}
     assert not (tmp_path / "a").exists()
+
+
+def test_with_json_logs_the_reason_a_run_stops_is_a_json_line_too(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    # A scheduler's log file takes stderr and stdout together: a plain `error: ...` line in it was the
+    # one line there that was not JSON.
+    result = _backfill(
+        sim,
+        tmp_path / "a",
+        "--log-format",
+        "json",
+        "--summary-format",
+        "json",
+        ULTRAVOX_API_BASE_URL=sim.api_base_url.removesuffix("/api"),
+    )
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    [stopped] = [line for line in lines if line.get("msg") == "stopped"]
+    assert "must end in /api" in stopped["error"]
+    assert stopped["exit_code"] == EXIT_USAGE

@@ -38,11 +38,15 @@ def test_every_transient_fault_at_once_is_healed_in_one_run(
         storage_reset_rate=0.03,
         storage_cut_after_headers_rate=0.1,
         expired_url_rate=0.2,
+        # Every recording becomes ready after at most two 425s, so none may be left pending: the
+        # wait below is long enough for two polls between retried faults on a loaded machine (the
+        # default 4 s of the tests' config was not, once in CI-like load), and never waited out.
+        stuck_recording_rate=0.0,
     )
     sim.configure(storage_truncate_rate=0.1)
     # Retry-After obeyed up to 1 s here (60 s by default): a run that obeyed 86400, inf or nan, or
     # slept on them at all, would not finish within the timeout.
-    config = write_config(tmp_path / "c.toml", retry_after_max_s=1)
+    config = write_config(tmp_path / "c.toml", retry_after_max_s=1, recording_wait_s=20)
     dest = tmp_path / "archive"
     started = time.monotonic()
     finished = run(
