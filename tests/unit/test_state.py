@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.manifests import manifest_for
 
 from etl.errors import ConfigError
 from etl.reporting.status import format_status, read_status
@@ -100,19 +101,7 @@ def test_keys_name_their_day() -> None:
 
 
 def _manifest(**fields: Any) -> PartitionManifest:
-    defaults: dict[str, Any] = {
-        "call_date": D,
-        "run_id": "r0",
-        "written_at": datetime(2026, 3, 3, tzinfo=UTC),
-        "final": False,
-        "calls": 3,
-        "messages": 40,
-        "recordings_archived": 0,
-        "recording_bytes": 0,
-        "calls_kept_from_archive": 0,
-        "calls_deleted_at_source": 0,
-    }
-    return PartitionManifest(**{**defaults, **fields})
+    return manifest_for(D, **{"written_at": datetime(2026, 3, 3, tzinfo=UTC), "final": False, **fields})
 
 
 def _legacy_manifest(failed_call_ids: list[str]) -> bytes:

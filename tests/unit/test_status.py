@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from support.manifests import manifest_for
 
 from etl.cli import main
 from etl.reporting.health import Thresholds, alerts_for, status_exit_code
@@ -20,19 +21,7 @@ NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
 
 
 def _manifest(day: date = D, **fields: Any) -> PartitionManifest:
-    defaults: dict[str, Any] = {
-        "call_date": day,
-        "run_id": "r0",
-        "written_at": datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=30),
-        "final": True,
-        "calls": 3,
-        "messages": 40,
-        "recordings_archived": 0,
-        "recording_bytes": 0,
-        "calls_kept_from_archive": 0,
-        "calls_deleted_at_source": 0,
-    }
-    return PartitionManifest(**{**defaults, **fields})
+    return manifest_for(day, **fields)
 
 
 def _archive(tmp_path: Path, *manifests: PartitionManifest, open_only: tuple[date, ...] = ()) -> LocalStorage:
