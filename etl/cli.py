@@ -43,7 +43,7 @@ from etl.pipeline import run as pipeline
 from etl.pipeline.dry_run import dry_run, format_plan
 from etl.reporting.config_show import format_settings
 from etl.reporting.health import Thresholds
-from etl.reporting.logs import configure_logging
+from etl.reporting.logs import JsonFormatter, configure_logging
 from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_PARTIAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.summary import RunSummary
@@ -262,6 +262,8 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     first, last = since.date(), until.date()
     if last < first:
         raise click.BadParameter("--until is before --since", param_hint="--until")
+    # Logging first, so that a configuration error is a log line like the others (no key to scrub yet).
+    configure_logging(fmt=log_format, level=log_level, secret=None)
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
     if flags["dry_run"]:
@@ -297,6 +299,8 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
       ULTRAVOX_API_KEY=... ARCHIVE_DEST=s3://my-bucket/ultravox ultravox-archiver sync
     """
     flags["since"] = since.date() if since else None
+    # Logging first, so that a configuration error is a log line like the others (no key to scrub yet).
+    configure_logging(fmt=log_format, level=log_level, secret=None)
     settings = _settings_or_exit(flags)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
     if flags["dry_run"]:
@@ -461,8 +465,7 @@ def _settings_or_exit(flags: dict[str, Any]) -> Settings:
     try:
         return load_settings(given, os.environ)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _s3_options(settings: Settings) -> S3Options:
@@ -488,10 +491,9 @@ def open_destination(settings: Settings) -> Storage:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    """Say why the command stops, and exit with `code`. Once logging is set up, as a log line like
-    every other one (JSON in a scheduler's log file, which must hold nothing else); before, as
-    `error: ...` on stderr."""
-    if logging.getLogger("etl").handlers:
+    """Say why the command stops, and exit with `code`: as a JSON log line when the logs are JSON (a
+    scheduler's log file must hold nothing else), as `error: ...` on stderr for a person."""
+    if any(isinstance(handler.formatter, JsonFormatter) for handler in logging.getLogger("etl").handlers):
         log.error("stopped", extra={"error": message, "exit_code": code})
     else:
         click.echo(f"error: {message}", err=True)

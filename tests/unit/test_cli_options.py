@@ -3,6 +3,7 @@ shows the default `Settings` has, and the README's settings table says the same.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -93,3 +94,16 @@ def test_help_names_both_ways_to_give_the_key() -> None:
     for command in ("sync", "backfill"):
         text = CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
         assert "ULTRAVOX_API_KEY_FILE" in text and "$ULTRAVOX_API_KEY" in text
+
+
+def test_a_configuration_error_is_a_json_line_beside_json_logs_and_plain_text_for_a_person() -> None:
+    # No key anywhere: the settings cannot be loaded, before any work.
+    env = {"ULTRAVOX_API_KEY": "", "ULTRAVOX_API_KEY_FILE": "", "ARCHIVER_CONFIG": ""}
+    as_json = CliRunner().invoke(main, ["sync", "--log-format", "json"], env=env)
+    assert as_json.exit_code == 2, as_json.output
+    [line] = [json.loads(text) for text in as_json.output.splitlines() if text.strip()]
+    assert (line["msg"], line["exit_code"]) == ("stopped", 2)
+    assert "key" in line["error"].lower()
+    as_text = CliRunner().invoke(main, ["sync", "--log-format", "text"], env=env)
+    assert as_text.exit_code == 2, as_text.output
+    assert as_text.output.startswith("error: ")
