@@ -305,13 +305,8 @@ class ApiClient:
             response = await in_thread(self._open_recording, url, sink, attempts > 1, executor=threads)
             if response.status_code != 200:
                 return self._recording_answer(response, url)
-            try:
-                if before_body is not None:
-                    await before_body(declared_length(response))
-                size = await in_thread(copy_body, response, sink, url, executor=threads, on_cancel=on_cancel)
-                return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
-            finally:
-                response.close()
+            size = await self._receive(response, sink, url, threads, before_body, on_cancel)
+            return RecordingAnswer(AnswerKind.DIRECT, size_bytes=size)
 
         return await self._retrying(attempt, url)
 
@@ -362,16 +357,27 @@ class ApiClient:
 
         async def attempt() -> int:
             response = await in_thread(self._open_download, url, sink, executor=self._downloads)
-            try:
-                if before_body is not None:
-                    await before_body(declared_length(response))
-                return await in_thread(
-                    copy_body, response, sink, url, executor=self._downloads, on_cancel=on_cancel
-                )
-            finally:
-                response.close()
+            return await self._receive(response, sink, url, self._downloads, before_body, on_cancel)
 
         return await self._retrying(attempt, url, keep_query=False)
+
+    @staticmethod
+    async def _receive(
+        response: httpx.Response,
+        sink: BlockingSink,
+        url: str,
+        threads: ThreadPoolExecutor,
+        before_body: Callable[[int | None], Awaitable[None]] | None,
+        on_cancel: Callable[[], None] | None,
+    ) -> int:
+        """Copy a 200's body into `sink` in one of `threads`, once `before_body` has seen its length
+        (on the loop, with the body unread); the response is closed whatever happens."""
+        try:
+            if before_body is not None:
+                await before_body(declared_length(response))
+            return await in_thread(copy_body, response, sink, url, executor=threads, on_cancel=on_cancel)
+        finally:
+            response.close()
 
     def _open_download(self, url: str, sink: BlockingSink) -> httpx.Response:
         """The storage host's answer with its body unread, or the error its status means."""
