@@ -262,10 +262,7 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     first, last = since.date(), until.date()
     if last < first:
         raise click.BadParameter("--until is before --since", param_hint="--until")
-    # Logging first, so that a configuration error is a log line like the others (no key to scrub yet).
-    configure_logging(fmt=log_format, level=log_level, secret=None)
-    settings = _settings_or_exit(flags)
-    configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    settings = _settings_with_logging(flags, log_format, log_level)
     if flags["dry_run"]:
         _dry_run(settings, pipeline.backfill(first, last), flags["summary_format"])
     summary = _run(settings, pipeline.backfill(first, last))
@@ -299,10 +296,7 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
       ULTRAVOX_API_KEY=... ARCHIVE_DEST=s3://my-bucket/ultravox ultravox-archiver sync
     """
     flags["since"] = since.date() if since else None
-    # Logging first, so that a configuration error is a log line like the others (no key to scrub yet).
-    configure_logging(fmt=log_format, level=log_level, secret=None)
-    settings = _settings_or_exit(flags)
-    configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    settings = _settings_with_logging(flags, log_format, log_level)
     if flags["dry_run"]:
         _dry_run(settings, pipeline.sync(settings.since), flags["summary_format"])
     summary = _run(settings, pipeline.sync(settings.since))
@@ -460,12 +454,17 @@ def _typed_flags(flags: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _settings_or_exit(flags: dict[str, Any]) -> Settings:
+def _settings_with_logging(flags: dict[str, Any], log_format: str, log_level: str) -> Settings:
+    """The settings, with logging set up to scrub their key. Logging comes first, so that a
+    configuration error is a log line like the others (there is no key to scrub yet)."""
+    configure_logging(fmt=log_format, level=log_level, secret=None)
     given = {k: v for k, v in _typed_flags(flags).items() if k not in _NOT_SETTINGS}
     try:
-        return load_settings(given, os.environ)
+        settings = load_settings(given, os.environ)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
+    configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
+    return settings
 
 
 def _s3_options(settings: Settings) -> S3Options:
