@@ -52,6 +52,14 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def s3(s3_endpoint: str) -> Iterator[Any]:
+    """An independent client of the test S3 server, for checking what it holds."""
+    client = boto3.session.Session().client("s3")
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def s3_bucket(s3_endpoint: str) -> Iterator[str]:
     """A fresh, empty bucket for one test; emptied and removed afterwards."""
     client = boto3.session.Session().client("s3")

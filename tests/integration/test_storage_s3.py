@@ -9,12 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from support.contracts.conditional_writes import ConditionalWriteContract, ConditionalWriteRaces
 
@@ -23,14 +21,6 @@ from etl.storage import ObjectInfo, S3Storage, Storage, open_storage
 from etl.storage.s3 import default_s3_client
 
 KEY = "recordings/call_date=2026-03-02/abc.wav"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    """An independent client for checking what the server holds."""
-    client = boto3.session.Session().client("s3")
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import base64
 import hashlib
 import os
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 
 from etl.errors import StorageError
@@ -21,13 +19,6 @@ from etl.storage.s3 import default_s3_client
 
 KEY = "recordings/call_date=2026-03-02/abc.wav"
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    client = boto3.session.Session().client("s3")
-    yield client
-    client.close()
 
 
 def sent_headers(client: Any, operation: str) -> list[dict[str, str]]:

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from etl.storage import S3Options, S3Storage, open_storage
 
 KEY = "calls/call_date=2026-03-02/data.parquet"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    """An independent client for checking what the server holds."""
-    client = boto3.session.Session().client("s3")
-    yield client
-    client.close()
 
 
 def sha256_b64(data: bytes) -> str:
