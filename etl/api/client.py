@@ -302,7 +302,9 @@ class ApiClient:
             attempts += 1
             await self.limiter.acquire()
             threads = self._recording_requests
-            response = await in_thread(self._open_recording, url, sink, attempts > 1, executor=threads)
+            response = await in_thread(
+                self._open_recording, url, sink, attempts > 1, executor=threads, discard=httpx.Response.close
+            )
             if response.status_code != 200:
                 return self._recording_answer(response, url)
             size = await self._receive(response, sink, url, threads, before_body, on_cancel)
@@ -356,7 +358,9 @@ class ApiClient:
         writes fail, so a cancelled download stops at its next chunk."""
 
         async def attempt() -> int:
-            response = await in_thread(self._open_download, url, sink, executor=self._downloads)
+            response = await in_thread(
+                self._open_download, url, sink, executor=self._downloads, discard=httpx.Response.close
+            )
             return await self._receive(response, sink, url, self._downloads, before_body, on_cancel)
 
         return await self._retrying(attempt, url, keep_query=False)
