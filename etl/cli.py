@@ -435,6 +435,49 @@ def simulate(ctx: click.Context) -> None:
     sys.exit(simulator_main(list(ctx.args), prog="ultravox-archiver simulate"))
 
 
+@main.command("ddl")
+@click.option(
+    "--dialect",
+    type=click.Choice(["athena", "bigquery", "snowflake", "duckdb"]),
+    required=True,
+    help="The warehouse.",
+)
+@click.option(
+    "--dest",
+    envvar=ENV_VARS["dest"],
+    show_envvar=True,
+    help="s3://bucket/prefix or a local directory (BigQuery: gs://bucket/prefix, a copy in Cloud "
+    "Storage). None at all: the template with placeholders.",
+)
+@setting_option(
+    "--config",
+    setting="config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (its dest is read).",
+)
+def ddl_command(dialect: str, dest: str | None, config_file: Path | None) -> None:
+    """Print the warehouse DDL (tables or views over the archive) with the destination filled in.
+
+    Nothing is read from the destination and no API key is needed: the statements are printed, for
+    you to run in the warehouse.
+
+    \b
+    Example (DuckDB, with the archive in a local directory):
+      ultravox-archiver ddl --dialect duckdb --dest ./archive > views.sql
+      duckdb archive.db < views.sql
+    """
+    from etl.config import given_destination
+    from etl.warehouse import render
+
+    try:
+        typed = _typed_flags({"dest": dest, "config_file": config_file})
+        destination = given_destination(typed.get("dest"), os.environ, config_file=typed.get("config_file"))
+        click.echo(render(dialect, destination), nl=False)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
 # Options that steer this invocation only, not the archiver's settings.
 _NOT_SETTINGS = frozenset({"summary_format", "dry_run"})
 
