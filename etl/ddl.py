@@ -203,12 +203,15 @@ def render_snowflake(tables: Sequence[TableSchema], stage_url: str | None = None
     the tables read that stage (default: a placeholder stage the user creates)."""
     stage = SNOWFLAKE_STAGE if stage_url is None else f"@{SNOWFLAKE_STAGE_NAME}"
     if stage_url is None:
-        notes = [f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root)."]
+        notes = [
+            f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root)."
+        ]
     else:
         notes = [
-            f"-- The stage {SNOWFLAKE_STAGE_NAME} reads the archive at {stage_url}. A private bucket needs",
-            "-- STORAGE_INTEGRATION = <your integration> (CREATE STORAGE INTEGRATION ... STORAGE_ALLOWED_LOCATIONS",
-            f"-- = ('{stage_url}/')) added to CREATE STAGE; see Snowflake's 'Configuring access to Amazon S3'.",
+            f"-- The stage {SNOWFLAKE_STAGE_NAME} reads the archive at {stage_url}. A private bucket",
+            "-- needs STORAGE_INTEGRATION = <your integration> added to CREATE STAGE (CREATE STORAGE",
+            f"-- INTEGRATION ... STORAGE_ALLOWED_LOCATIONS = ('{stage_url}/'); see Snowflake's",
+            "-- 'Configuring secure access to Amazon S3').",
         ]
     notes += [
         "-- External table columns cannot carry comments, so the contract descriptions follow each line.",

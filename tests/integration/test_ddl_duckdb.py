@@ -92,7 +92,8 @@ def _assert_queries_match_truth(con: duckdb.DuckDBPyConnection, truth: list[dict
         contract = load_table_schema(table)
         assert described == {c.name: DUCKDB_TYPES[c.type] for c in contract.columns}, table
 
-    per_day = {day.isoformat(): n for day, n in _rows(con, "SELECT call_date, count(*) FROM calls GROUP BY 1")}
+    days = _rows(con, "SELECT call_date, count(*) FROM calls GROUP BY 1")
+    per_day = {day.isoformat(): n for day, n in days}
     assert per_day == Counter(t["call_date"] for t in archived)
 
     per_call = dict(_rows(con, "SELECT call_id, count(*) FROM messages GROUP BY 1"))
@@ -116,17 +117,18 @@ def _assert_queries_match_truth(con: duckdb.DuckDBPyConnection, truth: list[dict
     counts = dict(_rows(con, "SELECT call_id, message_count FROM calls"))
     assert counts == {t["call_id"]: len(t["messages"]) for t in archived}
 
-    statuses = dict(
-        _rows(con, "SELECT recording_status, count(*) FROM calls GROUP BY 1"),
-    )
+    statuses = dict(_rows(con, "SELECT recording_status, count(*) FROM calls GROUP BY 1"))
     want_statuses = Counter(_RECORDING_STATUS[t["recording"]["status"]] for t in archived)
     assert statuses == want_statuses
     assert set(statuses) == {"archived", "not_enabled", "pending"}
     recordings = _rows(
-        con, "SELECT call_id, recording_bytes, recording_sha256 FROM calls WHERE recording_status = 'archived'"
+        con,
+        "SELECT call_id, recording_bytes, recording_sha256 FROM calls WHERE recording_status = 'archived'",
     )
     ready = {t["call_id"]: t["recording"] for t in archived if t["recording"]["status"] == "ready"}
-    assert {r[0]: (r[1], r[2]) for r in recordings} == {k: (v["bytes"], v["sha256"]) for k, v in ready.items()}
+    assert {call_id: (size, sha) for call_id, size, sha in recordings} == {
+        call_id: (r["bytes"], r["sha256"]) for call_id, r in ready.items()
+    }
 
 
 def test_duckdb_views_over_a_local_archive(
