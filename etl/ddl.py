@@ -269,14 +269,15 @@ def render_duckdb(tables: Sequence[TableSchema], root: str = DUCKDB_ROOT) -> str
     if root == DUCKDB_ROOT:
         notes = [
             f"-- Replace {DUCKDB_ROOT} with the archive destination: a local directory, or s3://bucket/prefix",
-            "-- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, PROVIDER",
-            "-- credential_chain)).",
+            "-- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, KEY_ID ...,",
+            "-- SECRET ..., REGION ...), or PROVIDER credential_chain with the aws extension).",
         ]
     elif root.startswith("s3://"):
         notes = [
-            f"-- The archive at {root}. Reading it needs the httpfs extension (LOAD httpfs) and S3",
-            "-- settings on the connection, e.g. CREATE SECRET (TYPE s3, PROVIDER credential_chain), or",
-            "-- SET s3_region / s3_endpoint / s3_url_style / s3_use_ssl / s3_access_key_id / ... .",
+            f"-- The archive at {root}. Reading it needs the httpfs extension (LOAD httpfs) and the S3",
+            "-- settings on the connection, e.g. CREATE SECRET (TYPE s3, KEY_ID ..., SECRET ..., REGION ...)",
+            "-- (ENDPOINT, URL_STYLE 'path', USE_SSL for an S3-compatible store), or PROVIDER",
+            "-- credential_chain with the aws extension.",
         ]
     else:
         notes = [f"-- The archive in the directory {root}."]
