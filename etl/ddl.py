@@ -4,7 +4,8 @@
     python -m etl.ddl --check    exit 1, listing the stale files, if they differ from the contracts
 
 The generated files are templates: YOUR-BUCKET, YOUR-PREFIX, YOUR_STAGE and the like are
-placeholders for the user to replace. Nothing here talks to a warehouse.
+placeholders for the user to replace. `ultravox-archiver ddl --dest ...` (etl.warehouse) calls the
+same renderers with the destination's root in their place. Nothing here talks to a warehouse.
 """
 
 from __future__ import annotations
