@@ -51,6 +51,17 @@ _BIGQUERY_TYPES = {
     # How BigQuery presents a Parquet MAP: the physical repeated key_value group, as written by Arrow.
     "map<string,string>": "STRUCT<key_value ARRAY<STRUCT<key STRING, value STRING>>>",
 }
+# As DuckDB's DESCRIBE spells them (TIMESTAMP WITH TIME ZONE is TIMESTAMPTZ).
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "timestamp_us_utc": "TIMESTAMP WITH TIME ZONE",
+    "date": "DATE",
+    "map<string,string>": "MAP(VARCHAR, VARCHAR)",
+}
 _SNOWFLAKE_TYPES = {
     "string": "VARCHAR",
     "bool": "BOOLEAN",
@@ -283,7 +294,8 @@ def render_duckdb(tables: Sequence[TableSchema], root: str = DUCKDB_ROOT) -> str
     else:
         notes = [f"-- The archive in the directory {root}."]
     notes += [
-        "-- union_by_name lets files written before a column was added read as null.",
+        "-- The views have the contract's column types; a column added to the contract reads as null in",
+        "-- files written before it.",
         # A view is bound when it is created, and read_parquet refuses a pattern that matches no file:
         # an error naming the path, rather than an empty table that would hide a mistyped destination.
         "-- A table with no files yet (before the first sync) fails with DuckDB's 'No files found that",
@@ -294,17 +306,28 @@ def render_duckdb(tables: Sequence[TableSchema], root: str = DUCKDB_ROOT) -> str
 
 def _duckdb_view(table: TableSchema, root: str) -> list[str]:
     part = table.partition
-    hive_type = "DATE" if part.type == "date" else "VARCHAR"
+    hive_type = _DUCKDB_TYPES[part.type] if part.type == "date" else "VARCHAR"
+    # One empty row set of the contract's columns and types, united by name with the files: the view
+    # has the contract's types whatever DuckDB infers, and a column added to the contract reads as
+    # null even while no file has it yet (union_by_name alone needs one file that has it).
+    typed = [f'NULL::{_DUCKDB_TYPES[c.type]} AS "{c.name}"' for c in table.columns]
+    pattern = _doubled_quoted(f"{root}/{table.name}/*/*.parquet")
     return [
         f"-- {table.description}",
         f'CREATE OR REPLACE VIEW "{table.name}" AS',
         "SELECT",
         _column_list([f'"{c.name}"' for c in table.columns], [c.description for c in table.columns]),
-        "FROM read_parquet(",
-        f"  {_doubled_quoted(f'{root}/{table.name}/*/*.parquet')},",
-        "  hive_partitioning = true,",
-        f"  hive_types = {{'{part.name}': {hive_type}}},",
-        "  union_by_name = true",
+        "FROM (",
+        "  SELECT",
+        "\n".join(f"  {line}" for line in _column_list(typed).splitlines()),
+        "  WHERE false",
+        "  UNION ALL BY NAME",
+        "  SELECT * FROM read_parquet(",
+        f"    {pattern},",
+        "    hive_partitioning = true,",
+        f"    hive_types = {{'{part.name}': {hive_type}}},",
+        "    union_by_name = true",
+        "  )",
         ");",
     ]
 

@@ -3,7 +3,8 @@
 -- Replace YOUR-ARCHIVE-ROOT with the archive destination: a local directory, or s3://bucket/prefix
 -- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, KEY_ID ...,
 -- SECRET ..., REGION ...), or PROVIDER credential_chain with the aws extension).
--- union_by_name lets files written before a column was added read as null.
+-- The views have the contract's column types; a column added to the contract reads as null in
+-- files written before it.
 -- A table with no files yet (before the first sync) fails with DuckDB's 'No files found that
 -- match the pattern': create the views once the archive holds data.
 
@@ -45,11 +46,51 @@ SELECT
   "last_seen_at",  -- When the source API last listed this call (UTC); older than the partition's last run once the source dropped it.
   "source_deleted_at",  -- When the source deleted this call (from GET /api/deleted_calls); the archive keeps the call.
   "call_date"  -- Hive partition: UTC date of created (directory call_date=YYYY-MM-DD, not stored inside the files).
-FROM read_parquet(
-  'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',
-  hive_partitioning = true,
-  hive_types = {'call_date': DATE},
-  union_by_name = true
+FROM (
+  SELECT
+    NULL::VARCHAR AS "call_id",
+    NULL::TIMESTAMP WITH TIME ZONE AS "created",
+    NULL::TIMESTAMP WITH TIME ZONE AS "joined",
+    NULL::TIMESTAMP WITH TIME ZONE AS "ended",
+    NULL::VARCHAR AS "end_reason",
+    NULL::VARCHAR AS "model",
+    NULL::VARCHAR AS "voice",
+    NULL::VARCHAR AS "system_prompt",
+    NULL::DOUBLE AS "temperature",
+    NULL::VARCHAR AS "language_hint",
+    NULL::DOUBLE AS "max_duration_s",
+    NULL::VARCHAR AS "time_exceeded_message",
+    NULL::BOOLEAN AS "recording_enabled",
+    NULL::MAP(VARCHAR, VARCHAR) AS "metadata",
+    NULL::VARCHAR AS "summary",
+    NULL::VARCHAR AS "short_summary",
+    NULL::DOUBLE AS "billed_duration_s",
+    NULL::VARCHAR AS "billing_status",
+    NULL::BIGINT AS "billed_side_input_tokens",
+    NULL::BIGINT AS "billed_side_output_tokens",
+    NULL::VARCHAR AS "retention_policy",
+    NULL::VARCHAR AS "agent_id",
+    NULL::VARCHAR AS "medium",
+    NULL::BIGINT AS "error_count",
+    NULL::VARCHAR AS "recording_status",
+    NULL::VARCHAR AS "recording_uri",
+    NULL::BIGINT AS "recording_bytes",
+    NULL::VARCHAR AS "recording_sha256",
+    NULL::VARCHAR AS "recording_detail",
+    NULL::VARCHAR AS "raw_json",
+    NULL::TIMESTAMP WITH TIME ZONE AS "archived_at",
+    NULL::INTEGER AS "message_count",
+    NULL::TIMESTAMP WITH TIME ZONE AS "last_seen_at",
+    NULL::TIMESTAMP WITH TIME ZONE AS "source_deleted_at",
+    NULL::DATE AS "call_date"
+  WHERE false
+  UNION ALL BY NAME
+  SELECT * FROM read_parquet(
+    'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'call_date': DATE},
+    union_by_name = true
+  )
 );
 
 -- One row per transcript message of an Ultravox call, in conversation order.
@@ -71,9 +112,30 @@ SELECT
   "wall_clock_end_s",  -- End of the message in seconds after the call was joined, by the wall clock.
   "raw_json",  -- The whole message object as returned by the API, as compact JSON with sorted keys, so no field is ever lost.
   "call_date"  -- Hive partition: UTC date of the call's created time (directory call_date=YYYY-MM-DD, not stored inside the files).
-FROM read_parquet(
-  'YOUR-ARCHIVE-ROOT/messages/*/*.parquet',
-  hive_partitioning = true,
-  hive_types = {'call_date': DATE},
-  union_by_name = true
+FROM (
+  SELECT
+    NULL::VARCHAR AS "call_id",
+    NULL::INTEGER AS "message_index",
+    NULL::VARCHAR AS "role",
+    NULL::VARCHAR AS "text",
+    NULL::VARCHAR AS "medium",
+    NULL::VARCHAR AS "tool_name",
+    NULL::VARCHAR AS "invocation_id",
+    NULL::VARCHAR AS "error_details",
+    NULL::VARCHAR AS "call_stage_id",
+    NULL::INTEGER AS "call_stage_message_index",
+    NULL::DOUBLE AS "start_s",
+    NULL::DOUBLE AS "end_s",
+    NULL::DOUBLE AS "wall_clock_start_s",
+    NULL::DOUBLE AS "wall_clock_end_s",
+    NULL::VARCHAR AS "raw_json",
+    NULL::DATE AS "call_date"
+  WHERE false
+  UNION ALL BY NAME
+  SELECT * FROM read_parquet(
+    'YOUR-ARCHIVE-ROOT/messages/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'call_date': DATE},
+    union_by_name = true
+  )
 );

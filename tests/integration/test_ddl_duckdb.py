@@ -8,6 +8,7 @@ compared with the simulator's ground truth, never with what the archiver wrote.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,9 @@ from support.archiver_process import write_config
 from support.simulator_helpers import StartSimulator
 
 from etl.cli import main
-from etl.schema import load_table_schema
+from etl.schema import Column, load_table_schema
 from etl.simulator.process import SimulatorHandle
+from etl.warehouse import render
 
 # The DuckDB column of the type table in schemas/README.md, as DuckDB's DESCRIBE spells the types.
 DUCKDB_TYPES = {
@@ -42,6 +44,14 @@ DUCKDB_TYPES = {
 def account(start_shared_simulator: StartSimulator) -> SimulatorHandle:
     # Small, but with every recording status: ready, not enabled, and stuck (archived as pending).
     return start_shared_simulator(calls=60, seed=23, stuck_recording_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def local_archive(account: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("local")
+    dest = tmp_path / "archive"
+    _backfill(account, str(dest), tmp_path)
+    return dest
 
 
 def _backfill(sim: SimulatorHandle, dest: str, tmp_path: Path) -> None:
@@ -132,14 +142,28 @@ def _assert_queries_match_truth(con: duckdb.DuckDBPyConnection, truth: list[dict
 
 
 def test_duckdb_views_over_a_local_archive(
-    account: SimulatorHandle, connection: duckdb.DuckDBPyConnection, tmp_path: Path
+    account: SimulatorHandle, connection: duckdb.DuckDBPyConnection, local_archive: Path
 ) -> None:
-    dest = tmp_path / "archive"
-    _backfill(account, str(dest), tmp_path)
-
-    connection.execute(_ddl(str(dest)))
+    connection.execute(_ddl(str(local_archive)))
 
     _assert_queries_match_truth(connection, account.truth())
+
+
+def test_a_column_added_to_the_contract_reads_as_null_in_older_files(
+    account: SimulatorHandle, connection: duckdb.DuckDBPyConnection, local_archive: Path
+) -> None:
+    # The schema evolution rule (schemas/README.md): a nullable column added at the end of a later
+    # contract version; no file of this archive has it yet.
+    calls = load_table_schema("calls")
+    added = Column("sentiment_score", "float64", True, "Added by a later contract version.")
+    newer = dataclasses.replace(calls, version=calls.version + 1, columns=(*calls.columns, added))
+
+    connection.execute(render("duckdb", str(local_archive), tables=[newer, load_table_schema("messages")]))
+
+    described = dict(connection.sql("SELECT column_name, column_type FROM (DESCRIBE calls)").fetchall())
+    assert described["sentiment_score"] == "DOUBLE"
+    rows = connection.sql("SELECT count(*), count(sentiment_score) FROM calls").fetchall()
+    assert rows == [(len(Expected(account.truth()).archived), 0)]
 
 
 def test_duckdb_views_over_an_s3_archive(

@@ -84,7 +84,7 @@ def test_bigquery_reads_a_copy_in_cloud_storage_into_the_default_dataset() -> No
 def test_duckdb_views_read_the_hive_layout_under_the_destination() -> None:
     text = run_ddl("--dialect", "duckdb", "--dest", "s3://b/p").output
 
-    assert "read_parquet(\n  's3://b/p/calls/*/*.parquet',\n  hive_partitioning = true," in text
+    assert "read_parquet(\n    's3://b/p/calls/*/*.parquet',\n    hive_partitioning = true," in text
     assert "hive_types = {'call_date': DATE}" in text
     assert "httpfs" in text.split("CREATE", 1)[0], "the header says what S3 needs on the connection"
 
