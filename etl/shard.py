@@ -23,7 +23,7 @@ from etl.errors import ConfigError
 # The array index a scheduler hands each worker, in the order they are looked for: a Kubernetes
 # Indexed Job's pod, then an AWS Batch array job's child. The count is ours to give (--shard-count).
 INDEX_VARS = ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX")
-_SHARD = re.compile(r"(\d{1,9})/(\d{1,9})")
+_SHARD = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
 
 
 @dataclass(frozen=True)
