@@ -220,3 +220,24 @@ def test_the_dry_run_shows_the_days_of_its_shard(
     assert plan["shard"] == "3/4"
     assert [day["day"] for day in plan["days"]] == [d.isoformat() for d in window if d.toordinal() % 4 == 3]
     assert not (tmp_path / "archive").exists()
+
+
+def test_a_shard_with_no_day_in_the_window_archives_nothing(
+    start_simulator: StartSimulator, tmp_path: Path, config: Path
+) -> None:
+    sim = _account(start_simulator)
+    day = date.fromisoformat(sim.since)
+    other = (day.toordinal() + 1) % SHARDS
+    dest = tmp_path / "archive"
+    window = ["--since", sim.since, "--until", sim.since, "--summary-format", "json"]
+    finished = run(sim, str(dest), config, "backfill", *window, "--shard", f"{other}/{SHARDS}")
+    assert finished.code == 0, finished.output
+    summary = _summary(finished)
+    assert (summary["shard"], summary["calls_archived"], summary["partitions_written"]) == (
+        f"{other}/4",
+        0,
+        0,
+    )
+    written = {path.relative_to(dest).parts[0] for path in dest.rglob("*") if path.is_file()}
+    assert written == {"_runs"}
+    assert sim.stats()["requests"]["list_calls"] == 1  # the check before any work, nothing more
