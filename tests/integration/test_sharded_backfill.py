@@ -241,3 +241,24 @@ def test_a_shard_with_no_day_in_the_window_archives_nothing(
     written = {path.relative_to(dest).parts[0] for path in dest.rglob("*") if path.is_file()}
     assert written == {"_runs"}
     assert sim.stats()["requests"]["list_calls"] == 1  # the check before any work, nothing more
+
+
+def test_an_index_without_a_count_takes_every_day_and_says_so(
+    start_simulator: StartSimulator, tmp_path: Path, config: Path
+) -> None:
+    # An Indexed Job whose pods were given no shard count: each pod would archive the whole window.
+    sim = _account(start_simulator)
+    finished = run(
+        sim,
+        str(tmp_path / "archive"),
+        config,
+        "backfill",
+        *_window(sim),
+        "--dry-run",
+        extra_env={"JOB_COMPLETION_INDEX": "1"},
+    )
+    assert finished.code == 0, finished.output
+    plan = json.loads(finished.output.splitlines()[-1])
+    assert plan["shard"] is None and len(plan["days"]) == ACCOUNT["days"]
+    warnings = [json.loads(line) for line in finished.output.splitlines() if '"level": "warning"' in line]
+    assert any(w.get("variable") == "JOB_COMPLETION_INDEX" and "no shard count" in w["msg"] for w in warnings)
