@@ -95,6 +95,9 @@ class Command:
     # A recording an earlier run left pending is asked for once, not waited for again (a sync must
     # cost what is new); a backfill, which rewrites its window on purpose, waits for it again.
     wait_again_for_pending: bool = False
+    # Repair what `verify` finds (a backfill): read every part file of a partition, not only
+    # data.parquet, and check each re-used recording's SHA-256 (etl.pipeline.partition).
+    repair: bool = False
 
 
 def days_between(since: date, until: date) -> list[date]:
@@ -109,6 +112,7 @@ def backfill(since: date, until: date) -> Command:
         since,
         until,
         wait_again_for_pending=True,
+        repair=True,
     )
 
 
@@ -194,6 +198,7 @@ class Run:
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
         self._wait_again_for_pending = False
+        self._repair = False
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = Deadline(settings.max_run_time_s, clock=clock)
@@ -257,6 +262,7 @@ class Run:
         summary = self.summary
         summary.command = command.name
         self._wait_again_for_pending = command.wait_again_for_pending
+        self._repair = command.repair
         try:
             # Planning reads the state; it also fails fast on a missing bucket or permissions.
             days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
@@ -355,7 +361,7 @@ class Run:
             # Open before any data is written: a run killed from here on leaves the day for the next run.
             marker = self.summary.run_id.encode()
             await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
-            await asyncio.to_thread(partition.load_archived, self._storage)
+            await asyncio.to_thread(partition.load_archived, self._storage, repair=self._repair)
             if self._wait_again_for_pending:
                 partition.pending_recordings = frozenset()
             if not await self._list_and_archive(index, pages, partition, book):
