@@ -163,8 +163,13 @@ def _break_and_repair(
     assert t.call_id in {f["call_id"] for f in drift}
     assert all(f["day"] == t.day.isoformat() for f in drift)
 
-    code, out = cli(sim, dest, config, "backfill", *window(sim))
+    code, out = cli(sim, dest, config, "backfill", *window(sim), "--summary-format", "json")
     assert code == 0, out
+    summary = json.loads(out)
+    if kind.startswith("recording_"):
+        # Every archived recording was checked once (a HEAD each), and only the broken one fetched again.
+        ready = [t for t in sim.truth(messages=False) if t["recording"]["status"] == "ready"]
+        assert (summary["recording_checks"], summary["recordings_refetched"]) == (len(ready), 1)
     code, report = verify(sim, dest, config)
     assert code == 0, report
     check()
