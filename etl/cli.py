@@ -12,6 +12,7 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   3  fatal: the run stopped (API key rejected once under way, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping
      runs); the next run picks them up
+  8  `verify` only: the archive disagrees with the source; a backfill of the window repairs it
 """
 
 from __future__ import annotations
