@@ -243,3 +243,31 @@ def test_verify_of_an_intact_archive_reports_in_json_and_text(
     code, text = cli(account, dest, config, "verify", *window(account))
     assert code == 0
     assert "the archive agrees with the source (exit 0)" in text
+
+
+def test_verify_exit_codes_for_what_it_could_not_check(
+    account: SimulatorHandle, s3_bucket: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml")
+    dest = f"s3://{s3_bucket}/a"
+    code, out = cli(account, dest, config, "backfill", *window(account))
+    assert code == 0, out
+
+    # Listings that fail (every answer a 5xx, no retries left): nothing is compared, exit 1.
+    account.configure(error_rate_5xx=1.0)
+    try:
+        code, out = cli(
+            account, dest, config, "verify", *window(account), "--format", "json", "--retry-budget", "0"
+        )
+    finally:
+        account.configure(error_rate_5xx=0.0)
+    report = json.loads(out)
+    assert code == 1, report
+    assert [f["kind"] for f in report["findings"]] == ["not_checked"] * DAYS
+
+    # A bucket that does not exist is fatal (3); no key is a configuration error (2).
+    code, _ = cli(account, f"s3://{s3_bucket}-missing/a", config, "verify", *window(account))
+    assert code == 3
+    env = {**archiver_env(account, dest, config), "ULTRAVOX_API_KEY": ""}
+    result = CliRunner().invoke(main, ["verify", *window(account)], env=env)
+    assert result.exit_code == 2, result.output
