@@ -485,7 +485,9 @@ def verify(since: Any, until: Any, output_format: str, log_format: str, log_leve
         report = asyncio.run(reconcile(settings, storage, first, last, today=today))
     except ArchiverError as exc:
         _fail(settings.api_key.redact(str(exc)), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
-    click.echo(format_report(report, output_format))
+    # `--summary-format json`, which a job may give every command, asks for JSON here too.
+    as_json = "json" in (output_format, flags["summary_format"])
+    click.echo(format_report(report, "json" if as_json else "text"))
     sys.exit(report.exit_code)
 
 

@@ -209,11 +209,14 @@ class CallArchiver:
             # Given up on (see `admit`): the API answers 425 for the recording of a call not ended.
             return RecordingOutcome(RecordingStatus.UNAVAILABLE, detail=never_ended)
         kept = archived.recording if archived is not None else None
-        if kept is not None and kept.status is RecordingStatus.ARCHIVED:  # noqa: SIM102 (awaits)
-            if await self._still_archived(partition, call_id, kept):
-                # Archived before with this size and checksum: the audio never changes once ready.
-                self._ledger.recording_reused()
-                return kept
+        if (
+            kept is not None
+            and kept.status is RecordingStatus.ARCHIVED
+            and await self._still_archived(partition, call_id, kept)
+        ):
+            # Archived before with this size and checksum: the audio never changes once ready.
+            self._ledger.recording_reused()
+            return kept
         if self._stop_new_work():
             # Pending keeps the day open: the next run asks for it.
             return RecordingOutcome(

@@ -243,6 +243,9 @@ def test_verify_of_an_intact_archive_reports_in_json_and_text(
     code, text = cli(account, dest, config, "verify", *window(account))
     assert code == 0
     assert "the archive agrees with the source (exit 0)" in text
+    # The jobs give every command `--summary-format json`: verify then prints its JSON too.
+    code, out = cli(account, dest, config, "verify", *window(account), "--summary-format", "json")
+    assert (code, json.loads(out)["agrees"]) == (0, True)
 
 
 def test_verify_exit_codes_for_what_it_could_not_check(
