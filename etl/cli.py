@@ -217,6 +217,18 @@ def settings_options(func: F) -> F:
     return func
 
 
+def output_format_option(help_text: str) -> Callable[[F], F]:
+    """`--format text|json` (into `output_format`): the report for people, or for programs."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help_text,
+    )
+
+
 def lease_options(func: F) -> F:
     """Options of the commands that lease partitions (`backfill`, `sync`): overlapping and retried runs."""
     lock_wait = setting_option(
@@ -348,14 +360,7 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="TOML config file (its dest is read).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="For people, or one JSON object (with every alert) for monitors.",
-)
+@output_format_option("For people, or one JSON object (with every alert) for monitors.")
 @click.option(
     "--max-lag-hours",
     type=click.FloatRange(min=0),
@@ -409,7 +414,7 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_format_option("For people, or one JSON object.")
 @setting_option(
     "--since",
     setting="since",
@@ -420,7 +425,7 @@ def config_group() -> None:
 @shard_options
 @lease_options
 @settings_options
-def config_show(fmt: str, since: Any, log_format: str, log_level: str, **flags: Any) -> None:
+def config_show(output_format: str, since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     """Print every setting in effect (the same flags as sync, then the environment, the config file,
     the defaults) and where each came from. The API key is never printed, only whether there is one.
 
@@ -437,7 +442,7 @@ def config_show(fmt: str, since: Any, log_format: str, log_level: str, **flags: 
         sys.exit(EXIT_USAGE)
     # Shown even when they do not go together (no key, a negative wait): where each came from is
     # what the user needs to fix them.
-    click.echo(format_settings(values, sources, fmt))
+    click.echo(format_settings(values, sources, output_format))
     try:
         Settings(**values)
     except ConfigError as exc:
@@ -521,14 +526,7 @@ def ddl_command(dialect: str, dest: str | None, config_file: Path | None) -> Non
 @click.option(
     "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC day (inclusive), YYYY-MM-DD."
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="For people, or one JSON object with every finding (kind, day, call id, detail).",
-)
+@output_format_option("For people, or one JSON object with every finding (kind, day, call id, detail).")
 @settings_options
 def verify(since: Any, until: Any, output_format: str, log_format: str, log_level: str, **flags: Any) -> None:
     """Reconcile the source and the archive for a window of UTC days, without downloading audio.
