@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -47,6 +48,7 @@ from etl.reporting.logs import JsonFormatter, configure_logging
 from etl.reporting.progress import progress_for
 from etl.reporting.report import EXIT_FATAL, EXIT_PARTIAL, EXIT_USAGE, exit_code, format_summary
 from etl.reporting.summary import RunSummary
+from etl.shard import INDEX_VARS
 from etl.storage import LocalStorage, S3Options, Storage, open_storage
 from etl.storage.local import cleanup_stale_temp_files
 
@@ -238,6 +240,25 @@ def lease_options(func: F) -> F:
     return dry(lock_wait(worker_id(func)))
 
 
+def shard_options(func: F) -> F:
+    """`--shard I/N` and `--shard-count N` (sharded backfill, etl.shard); `config show` takes them too,
+    to show a shard's share of the rate limit."""
+    shard = setting_option(
+        "--shard",
+        setting="shard",
+        help="This worker's shard of a backfill, I/N with I from 0: it takes the days whose ordinal "
+        "modulo N is I. Without it, --shard-count with JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX.",
+    )
+    count = setting_option(
+        "--shard-count",
+        setting="shard_count",
+        type=int,
+        help="Number of shards, the index coming from the scheduler (JOB_COMPLETION_INDEX, then "
+        "AWS_BATCH_JOB_ARRAY_INDEX). Each shard's default --max-rps is the default divided by it.",
+    )
+    return shard(count(func))
+
+
 @click.group()
 @click.version_option(package_name="ultravox-archiver")
 def main() -> None:
@@ -249,6 +270,7 @@ def main() -> None:
 @click.option(
     "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC day (inclusive), YYYY-MM-DD."
 )
+@shard_options
 @lease_options
 @settings_options
 def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: Any) -> None:
@@ -258,14 +280,20 @@ def backfill(since: Any, until: Any, log_format: str, log_level: str, **flags: A
     Example:
       ULTRAVOX_API_KEY=... ultravox-archiver backfill --since 2026-01-01 --until 2026-01-31 \\
           --dest s3://my-bucket/ultravox
+
+    \b
+    One shard of four (each worker gets one index, 0-3; see "Operating at scale" in the README):
+      ultravox-archiver backfill --since 2025-01-01 --until 2025-12-31 --shard 2/4
     """
     first, last = since.date(), until.date()
     if last < first:
         raise click.BadParameter("--until is before --since", param_hint="--until")
     settings = _settings_with_logging(flags, log_format, log_level)
+    command = pipeline.backfill(first, last, settings.shard)
+    _log_shard(settings, first, last)
     if flags["dry_run"]:
-        _dry_run(settings, pipeline.backfill(first, last), flags["summary_format"])
-    summary = _run(settings, pipeline.backfill(first, last))
+        _dry_run(settings, command, flags["summary_format"])
+    summary = _run(settings, command)
     _finish(settings, summary, flags["summary_format"])
 
 
@@ -297,6 +325,14 @@ def sync(since: Any, log_format: str, log_level: str, **flags: Any) -> None:
     """
     flags["since"] = since.date() if since else None
     settings = _settings_with_logging(flags, log_format, log_level)
+    if settings.shard is not None:
+        # A sync's days come from the destination's state at the moment it reads it, and are few:
+        # shards reading it at different moments would not agree on them, and need not split them.
+        _fail(
+            f"sync is not sharded (shard {settings.shard} from the environment or the config file): "
+            "sharding is for backfill; unset ARCHIVER_SHARD_COUNT / shard-count for sync",
+            EXIT_USAGE,
+        )
     if flags["dry_run"]:
         _dry_run(settings, pipeline.sync(settings.since), flags["summary_format"])
     summary = _run(settings, pipeline.sync(settings.since))
@@ -380,6 +416,7 @@ def config_group() -> None:
     help="Where the history starts, for a first sync into an empty destination.",
 )
 @setting_option("--refresh-days", setting="refresh_days", type=float, help="As for sync.")
+@shard_options
 @lease_options
 @settings_options
 def config_show(fmt: str, since: Any, log_format: str, log_level: str, **flags: Any) -> None:
@@ -465,6 +502,30 @@ def _settings_with_logging(flags: dict[str, Any], log_format: str, log_level: st
         _fail(str(exc), EXIT_USAGE)
     configure_logging(fmt=log_format, level=log_level, secret=settings.api_key)
     return settings
+
+
+def _log_shard(settings: Settings, first: date, last: date) -> None:
+    """Say which days this worker takes and at what rate: N workers share one key's limit."""
+    shard = settings.shard
+    if shard is None:
+        scheduler_index = [name for name in INDEX_VARS if os.environ.get(name)]
+        if scheduler_index:
+            log.warning(
+                "a scheduler's array index is set but no shard count: this worker takes every day "
+                "(give --shard-count N to split the window)",
+                extra={"variable": scheduler_index[0]},
+            )
+        return
+    window = pipeline.days_between(first, last)
+    log.info(
+        "backfill shard",
+        extra={
+            "shard": str(shard),
+            "days": len(shard.days(window)),
+            "window_days": len(window),
+            "max_rps": settings.max_rps,
+        },
+    )
 
 
 def _s3_options(settings: Settings) -> S3Options:

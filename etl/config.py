@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from etl.addresses import is_loopback_host
 from etl.errors import ConfigError
 from etl.secrets import Secret
+from etl.shard import Shard, check_shard, index_from_env, parse_shard
 
 DEFAULT_API_BASE_URL = "https://api.ultravox.ai/api"
 DEFAULT_DEST = "./archive"
@@ -58,6 +59,8 @@ ENV_VARS: Mapping[str, str] = {
     "s3_expected_bucket_owner": "ARCHIVER_S3_EXPECTED_BUCKET_OWNER",
     "allowed_recording_hosts": "ARCHIVER_ALLOWED_RECORDING_HOSTS",
     "config_file": "ARCHIVER_CONFIG",
+    # The index comes from --shard or the scheduler's own variable (etl.shard.INDEX_VARS).
+    "shard_count": "ARCHIVER_SHARD_COUNT",
 }
 
 
@@ -153,6 +156,11 @@ class Settings:
     # private, link-local or loopback address (an S3-compatible store inside your network). Any
     # other such address is refused: the recording redirect must not reach internal services.
     allowed_recording_hosts: str | None = None
+    # This worker's share of a sharded backfill (etl.shard): `--shard I/N`, or the count alone
+    # (`--shard-count N`) with the index a scheduler sets (JOB_COMPLETION_INDEX, then
+    # AWS_BATCH_JOB_ARRAY_INDEX), filled in by `resolve_settings`. None: one worker takes every day.
+    shard: Shard | None = None
+    shard_count: int | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -228,6 +236,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"s3_expected_bucket_owner must be a 12-digit AWS account id, got {owner!r}")
     if settings.underway_give_up_hours < 0:
         raise ConfigError("--underway-give-up-hours must not be negative")
+    check_shard(settings.shard, settings.shard_count)
 
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
@@ -298,7 +307,29 @@ def resolve_settings(
         # Paths are joined onto it with a "/" of their own.
         values["api_base_url"] = values["api_base_url"].rstrip("/")
     sources.pop("api_key_file", None)
+    _apply_shard(values, sources, env)
     return values, {name: sources.get(name, "default") for name in _SETTING_NAMES}
+
+
+def _apply_shard(values: dict[str, Any], sources: dict[str, str], env: Mapping[str, str]) -> None:
+    """The shard index from the scheduler's environment when only a count was given (a `--shard`
+    flag wins over it), and each shard's share of the default `--max-rps`.
+
+    All shards spend one API key's budget: N workers at the single-worker default would together
+    ask for N times what one worker does. A `--max-rps` given anywhere (flag, environment, file) is
+    taken as the user's own per-worker figure and left alone.
+    """
+    count = values.get("shard_count")
+    found = index_from_env(env) if isinstance(count, int) else None
+    if isinstance(count, int) and found is not None and not sources.get("shard", "").startswith("flag"):
+        index, variable = found
+        values["shard"] = Shard(index, count)
+        sources["shard"] = f"env {variable}, count from {sources['shard_count']}"
+    shard = values.get("shard")
+    if isinstance(shard, Shard) and shard.count > 1 and "max_rps" not in values:
+        default = setting_defaults()["max_rps"]
+        values["max_rps"] = default / shard.count
+        sources["max_rps"] = f"default {default:g} / {shard.count} shards"
 
 
 # Settings whose flag leaves out the unit in their name (`--recording-wait` sets recording_wait_s).
@@ -416,6 +447,7 @@ _CONVERTERS: dict[type, tuple[Callable[[Any], Any], str]] = {
     Path: (Path, "a path"),
     date: (_date, "a date YYYY-MM-DD"),
     Secret: (_secret, "a secret"),
+    Shard: (parse_shard, "I/N, shard I (from 0) of N, e.g. 2/4"),
 }
 
 

@@ -45,6 +45,7 @@ class Plan:
     dest: str
     max_rps: float
     days: list[DayPlan]
+    shard: str | None = None  # a sharded backfill's shard: `days` are the ones it takes
 
     @property
     def estimated_requests(self) -> int:
@@ -71,6 +72,7 @@ class Plan:
             "estimated_api_requests": self.estimated_requests,
             "estimated_seconds": round(self.estimated_seconds, 1),
             "max_rps": self.max_rps,
+            "shard": self.shard,
         }
 
 
@@ -91,7 +93,8 @@ async def dry_run(settings: Settings, storage: Storage, command: Command) -> Pla
                 return await _list_day(client, day, day in archived, settings.page_size)
 
         planned = await asyncio.gather(*(listed(day) for day in days))
-    return Plan(command.name, settings.dest, settings.max_rps, list(planned))
+    shard = None if command.shard is None else str(command.shard)
+    return Plan(command.name, settings.dest, settings.max_rps, list(planned), shard)
 
 
 def _manifest_keys(storage: Storage) -> list[str]:
@@ -119,7 +122,8 @@ def format_plan(plan: Plan, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(plan.to_json())
     span = f"{plan.days[0].day} .. {plan.days[-1].day}" if plan.days else "no days"
-    lines = [f"dry run of {plan.command}: {len(plan.days)} days, {span} -> {plan.dest} (nothing written)"]
+    name = plan.command if plan.shard is None else f"{plan.command}, shard {plan.shard}"
+    lines = [f"dry run of {name}: {len(plan.days)} days, {span} -> {plan.dest} (nothing written)"]
     for d in plan.days:
         state = "on file, rewritten" if d.archived else "new"
         lines.append(

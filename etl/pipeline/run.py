@@ -54,6 +54,7 @@ from etl.pipeline.turns import Turns
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.reporting.progress import Progress
 from etl.reporting.summary import RunSummary, run_records
+from etl.shard import Shard, worker_identity
 from etl.state import (
     MANIFEST_PREFIX,
     OPEN_PREFIX,
@@ -95,20 +96,24 @@ class Command:
     # A recording an earlier run left pending is asked for once, not waited for again (a sync must
     # cost what is new); a backfill, which rewrites its window on purpose, waits for it again.
     wait_again_for_pending: bool = False
+    # A sharded backfill's share (etl.shard): `plan` gives only this shard's days.
+    shard: Shard | None = None
 
 
 def days_between(since: date, until: date) -> list[date]:
     return [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
 
 
-def backfill(since: date, until: date) -> Command:
-    """Every day from `since` through `until`."""
+def backfill(since: date, until: date, shard: Shard | None = None) -> Command:
+    """Every day from `since` through `until`; with a shard, only the days that shard takes."""
+    days = days_between(since, until) if shard is None else shard.days(days_between(since, until))
     return Command(
         "backfill",
-        lambda _storage, _today: days_between(since, until),
+        lambda _storage, _today: days,
         since,
         until,
         wait_again_for_pending=True,
+        shard=shard,
     )
 
 
@@ -184,13 +189,14 @@ class Run:
         self.summary = RunSummary(
             run_id=run_id, command="", since="", until="", started_at=started.isoformat()
         )
+        self.summary.max_rps = settings.max_rps
         self._ledger = Ledger(self.summary, progress)
         self._leases = Leases(
             storage,
             owner=f"{run_id}@{socket.gethostname()}",
             ttl_s=settings.lease_ttl_s,
             clock=now,
-            worker=settings.worker_id,
+            worker=worker_identity(settings.worker_id, settings.shard),
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
         self._wait_again_for_pending = False
@@ -256,6 +262,7 @@ class Run:
     async def _execute(self, command: Command) -> RunSummary:
         summary = self.summary
         summary.command = command.name
+        summary.shard = None if command.shard is None else str(command.shard)
         self._wait_again_for_pending = command.wait_again_for_pending
         try:
             # Planning reads the state; it also fails fast on a missing bucket or permissions.

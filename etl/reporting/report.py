@@ -44,6 +44,9 @@ def format_summary(summary: RunSummary, dest: str) -> str:
         f"  api requests        {summary.api_requests} ({summary.rate_limited} rate-limited, "
         f"{summary.retries} retries)",
     ]
+    if summary.shard is not None:
+        rate = "" if summary.max_rps is None else f", at most {summary.max_rps:g} API requests/s"
+        lines.append(f"  shard               {summary.shard}{rate}")
     if summary.deadline_reached:
         days = ", ".join(summary.days_unfinished) or "none"
         lines.append(

@@ -64,6 +64,10 @@ class RunSummary:
     pending_recording_call_ids: list[str] = field(default_factory=list)
     unavailable_recording_call_ids: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # A sharded backfill's shard ("2/4"), and the request rate the run was held to (a shard's share
+    # of the default, unless --max-rps was given).
+    shard: str | None = None
+    max_rps: float | None = None
 
     @property
     def complete(self) -> bool:

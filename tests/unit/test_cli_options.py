@@ -38,8 +38,9 @@ def test_every_setting_option_names_its_env_var_and_shows_the_settings_default()
 
 
 def test_only_the_key_and_the_download_concurrency_have_no_option() -> None:
-    envvars = {option.envvar for option in options("sync").values()}
-    # The key never goes on a command line (ps shows it); downloads rarely need tuning.
+    envvars = {option.envvar for command in ("sync", "backfill") for option in options(command).values()}
+    # The key never goes on a command line (ps shows it); downloads rarely need tuning. (The shard
+    # count is backfill's only: sync is not sharded.)
     assert set(ENV_VARS.values()) - envvars == {"ULTRAVOX_API_KEY", "ARCHIVER_DOWNLOAD_CONCURRENCY"}
 
 
