@@ -32,8 +32,8 @@ IMAGE = "ghcr.io/ultravox-archiver/ultravox-archiver:0.1.0"
 NAMESPACE = "ultravox-archiver"
 # The image's entry point is `ultravox-archiver`: these are its arguments.
 SYNC = ["sync", "--log-format", "json", "--summary-format", "json"]
-# One --worker-id for every shard: shards hold disjoint partitions, and a shard retried after a kill
-# takes its predecessor's leases over at once.
+# One --worker-id for every shard: the archiver adds the shard to it (...#shard-3-of-8), so a shard
+# retried after a kill takes its predecessor's leases over at once.
 BACKFILL = [
     "backfill",
     "--since",

@@ -45,7 +45,10 @@ def _clean_environment(venv: Path) -> dict[str, str]:
 def test_the_wheel_and_the_lock_install_in_a_clean_venv_and_run(tmp_path: Path) -> None:
     # pip's cache (its default location) is reused: on a warm machine nothing is downloaded again.
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ROOT], cwd=tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ROOT],
+        cwd=tmp_path,
+    )
     (wheel,) = dist.glob("ultravox_archiver-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         contracts = {name for name in archive.namelist() if name.startswith("etl/_schemas/")}

@@ -143,14 +143,18 @@ def airflow_runs() -> Iterator[JobRun]:
         # KubernetesPodOperator(task_id=..., arguments=SYNC, **POD)
         if isinstance(node.func, ast.Name) and node.func.id == "KubernetesPodOperator":
             (arguments,) = [k.value for k in node.keywords if k.arg == "arguments"]
-            yield JobRun(file, _task_id(node), pod["image"], tuple(_evaluate(arguments, constants)), pod["env_vars"])
+            yield JobRun(
+                file, _task_id(node), pod["image"], tuple(_evaluate(arguments, constants)), pod["env_vars"]
+            )
         # KubernetesPodOperator.partial(task_id=..., **POD).expand(arguments=[... for shard in ...])
         if isinstance(node.func, ast.Attribute) and node.func.attr == "expand":
             partial = node.func.value
             assert isinstance(partial, ast.Call)
             (arguments,) = [k.value for k in node.keywords if k.arg == "arguments"]
             for index, argv in enumerate(_evaluate(arguments, constants)):
-                yield JobRun(file, f"{_task_id(partial)}[{index}]", pod["image"], tuple(argv), pod["env_vars"])
+                yield JobRun(
+                    file, f"{_task_id(partial)}[{index}]", pod["image"], tuple(argv), pod["env_vars"]
+                )
 
 
 def all_runs() -> list[JobRun]:
