@@ -168,3 +168,9 @@ def test_the_airflow_backfill_maps_over_every_shard_once() -> None:
     )
     # Apart from --shard, every shard runs the same command.
     assert len({argv[: argv.index("--shard")] for argv in shards}) == 1
+
+
+@pytest.mark.parametrize("name", ["README.md", "Dockerfile", "jobs/README.md"])
+def test_the_docs_name_the_same_image_tag(name: str) -> None:
+    text = (JOBS.parent / name).read_text()
+    assert set(re.findall(r"ghcr\.io/ultravox-archiver/ultravox-archiver:[\w.-]+", text)) == {image_tag()}
