@@ -5,13 +5,16 @@
 # written as python:3.11.14-slim-bookworm@sha256:<digest> in PYTHON_IMAGE.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# The wheel is built from this checkout, never fetched from an index under the package's name.
+# The wheel is built from this checkout, never fetched from an index under the package's name, by a
+# build backend pinned with hashes in requirements-build.lock.
 FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE requirements-build.lock ./
 COPY etl ./etl
 COPY schemas ./schemas
-RUN python -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /dist .
+COPY scripts/build-image-wheel /usr/local/bin/
+RUN python -m venv /build && sh /usr/local/bin/build-image-wheel /build/bin/python /src /dist
 
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \

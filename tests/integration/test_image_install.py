@@ -1,7 +1,8 @@
 """What the image installs, installed in a clean venv the way the Dockerfile does it: the
-repository's own wheel built, then scripts/install-image-packages (the lock with --require-hashes,
-the wheel with --no-deps, pip check). The installed archiver then answers --help and archives a
-simulated account from its own copy of the table contracts, away from the checkout.
+repository's own wheel built by scripts/build-image-wheel (its build backend from
+requirements-build.lock, with hashes), then scripts/install-image-packages (the lock with
+--require-hashes, the wheel with --no-deps, pip check). The installed archiver then answers --help
+and archives a simulated account from its own copy of the table contracts, away from the checkout.
 
 No container builder runs where the tests run; this is the part of the image build that can."""
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "scripts" / "build-image-wheel"
 INSTALL = ROOT / "scripts" / "install-image-packages"
 
 
@@ -44,11 +46,10 @@ def _clean_environment(venv: Path) -> dict[str, str]:
 
 def test_the_wheel_and_the_lock_install_in_a_clean_venv_and_run(tmp_path: Path) -> None:
     # pip's cache (its default location) is reused: on a warm machine nothing is downloaded again.
+    build = tmp_path / "build"
+    _run([sys.executable, "-m", "venv", build], cwd=tmp_path)
     dist = tmp_path / "dist"
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ROOT],
-        cwd=tmp_path,
-    )
+    _run(["sh", BUILD, build / "bin" / "python", ROOT, dist], cwd=tmp_path)
     (wheel,) = dist.glob("ultravox_archiver-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         contracts = {name for name in archive.namelist() if name.startswith("etl/_schemas/")}

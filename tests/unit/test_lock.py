@@ -17,6 +17,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"  # the image builder's build backend
 # `name==version ; marker \` followed by `--hash=sha256:...` lines (pip's hash-checking format).
 _ENTRY = re.compile(r"^(?P<requirement>[A-Za-z0-9][^\s\\]*(?: ;[^\\]+)?)\s*\\?\s*$")
 _HASH = re.compile(r"^\s+--hash=sha256:[0-9a-f]{64}\s*\\?\s*$")
@@ -55,11 +56,17 @@ def runtime_dependencies(pyproject: str) -> list[Requirement]:
     return [Requirement(text) for text in tomllib.loads(pyproject)["project"]["dependencies"]]
 
 
-def disagreements(pyproject: str, lock: str) -> list[str]:
-    """Each runtime dependency the lock does not pin at an allowed version, with hashes."""
+def build_dependencies(pyproject: str) -> list[Requirement]:
+    return [Requirement(text) for text in tomllib.loads(pyproject)["build-system"]["requires"]]
+
+
+def disagreements(
+    pyproject: str, lock: str, wanted: Callable[[str], list[Requirement]] = runtime_dependencies
+) -> list[str]:
+    """Each dependency `wanted` names that the lock does not pin at an allowed version, with hashes."""
     pins = read_lock(lock)
     problems = []
-    for requirement in runtime_dependencies(pyproject):
+    for requirement in wanted(pyproject):
         pin = pins.get(canonicalize_name(requirement.name))
         if pin is None:
             problems.append(f"{requirement.name}: not in the lock")
@@ -74,9 +81,15 @@ def test_every_runtime_dependency_is_pinned_in_the_lock_at_an_allowed_version() 
     assert disagreements((ROOT / "pyproject.toml").read_text(), LOCK.read_text()) == []
 
 
-def test_every_pin_in_the_lock_is_exact_and_hashed() -> None:
-    pins = read_lock(LOCK.read_text())
-    assert len(pins) >= len(runtime_dependencies((ROOT / "pyproject.toml").read_text()))
+def test_the_build_backend_is_pinned_in_the_build_lock_at_an_allowed_version() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert disagreements(pyproject, BUILD_LOCK.read_text(), build_dependencies) == []
+
+
+@pytest.mark.parametrize("lock", [LOCK, BUILD_LOCK], ids=lambda path: path.name)
+def test_every_pin_in_the_locks_is_exact_and_hashed(lock: Path) -> None:
+    pins = read_lock(lock.read_text())
+    assert pins
     for name, pin in pins.items():
         assert pin.hashes > 0, name  # pip --require-hashes refuses an unhashed line
         assert pin.version  # exactly one == specifier
@@ -98,6 +111,7 @@ def test_a_pyproject_change_without_a_new_lock_is_caught(change: Callable[[str],
     assert found.startswith(problem)
 
 
-def test_the_readme_gives_the_command_that_regenerates_the_lock() -> None:
-    (command,) = re.findall(r"^#\s+(uv pip compile .*)$", LOCK.read_text(), re.MULTILINE)
+@pytest.mark.parametrize("lock", [LOCK, BUILD_LOCK], ids=lambda path: path.name)
+def test_the_readme_gives_the_command_that_regenerates_the_lock(lock: Path) -> None:
+    (command,) = re.findall(r"^#\s+(uv pip compile .*)$", lock.read_text(), re.MULTILINE)
     assert command in (ROOT / "README.md").read_text()
