@@ -12,6 +12,7 @@ Exit codes (documented in the README, stable for cron and Kubernetes):
   3  fatal: the run stopped (API key rejected once under way, destination unusable)
   4  nothing failed, but some partitions were skipped because another run holds them (overlapping
      runs); the next run picks them up
+  8  `verify` only: the archive disagrees with the source; a backfill of the window repairs it
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -470,6 +471,103 @@ def simulate(ctx: click.Context) -> None:
     from etl.simulator.__main__ import main as simulator_main
 
     sys.exit(simulator_main(list(ctx.args), prog="ultravox-archiver simulate"))
+
+
+@main.command("ddl")
+@click.option(
+    "--dialect",
+    type=click.Choice(["athena", "bigquery", "snowflake", "duckdb"]),
+    required=True,
+    help="The warehouse.",
+)
+@click.option(
+    "--dest",
+    envvar=ENV_VARS["dest"],
+    show_envvar=True,
+    help="s3://bucket/prefix or a local directory (BigQuery: gs://bucket/prefix, a copy in Cloud "
+    "Storage). None at all: the template with placeholders.",
+)
+@setting_option(
+    "--config",
+    setting="config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (its dest is read).",
+)
+def ddl_command(dialect: str, dest: str | None, config_file: Path | None) -> None:
+    """Print the warehouse DDL (tables or views over the archive) with the destination filled in.
+
+    Nothing is read from the destination and no API key is needed: the statements are printed, for
+    you to run in the warehouse.
+
+    \b
+    Example (DuckDB, with the archive in a local directory):
+      ultravox-archiver ddl --dialect duckdb --dest ./archive > views.sql
+      duckdb archive.db < views.sql
+    """
+    from etl.config import given_destination
+    from etl.warehouse import render
+
+    try:
+        typed = _typed_flags({"dest": dest, "config_file": config_file})
+        destination = given_destination(typed.get("dest"), os.environ, config_file=typed.get("config_file"))
+        click.echo(render(dialect, destination), nl=False)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First UTC day, YYYY-MM-DD.")
+@click.option(
+    "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last UTC day (inclusive), YYYY-MM-DD."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="For people, or one JSON object with every finding (kind, day, call id, detail).",
+)
+@settings_options
+def verify(since: Any, until: Any, output_format: str, log_format: str, log_level: str, **flags: Any) -> None:
+    """Reconcile the source and the archive for a window of UTC days, without downloading audio.
+
+    Lists each day's calls and each archived call's messages at the source (API requests under
+    --max-rps), reads the archived rows and HEADs each archived recording; writes nothing.
+
+    \b
+    Exit codes:
+      0  the archive agrees with the source
+      1  no drift found, but a listing could not be read (not_checked findings)
+      2  usage or configuration error
+      3  fatal: the destination is unusable or the key was rejected once under way
+      8  drift: calls missing, duplicated rows, message counts that differ, recordings missing or
+         disagreeing with their row; `backfill` of the window repairs it
+
+    \b
+    Example:
+      ULTRAVOX_API_KEY=... ultravox-archiver verify --since 2026-01-01 --until 2026-01-31 \\
+          --dest s3://my-bucket/ultravox --format json
+    """
+    from etl.verify.findings import format_report
+    from etl.verify.reconcile import verify as reconcile
+
+    first, last = since.date(), until.date()
+    if last < first:
+        raise click.BadParameter("--until is before --since", param_hint="--until")
+    settings = _settings_with_logging(flags, log_format, log_level)
+    try:
+        # Opened without open_destination's clean-up of stale temp files: verify writes nothing.
+        storage = open_storage(settings.dest, s3_options=_s3_options(settings))
+        today = datetime.now(UTC).date()
+        report = asyncio.run(reconcile(settings, storage, first, last, today=today))
+    except ArchiverError as exc:
+        _fail(settings.api_key.redact(str(exc)), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
+    # `--summary-format json`, which a job may give every command, asks for JSON here too.
+    as_json = "json" in (output_format, flags["summary_format"])
+    click.echo(format_report(report, "json" if as_json else "text"))
+    sys.exit(report.exit_code)
 
 
 # Options that steer this invocation only, not the archiver's settings.

@@ -355,12 +355,20 @@ def setting_defaults() -> dict[str, Any]:
 
 def load_destination(flag: str | None, env: Mapping[str, str], *, config_file: Path | None = None) -> str:
     """Only the destination, for commands that read the archive and need no API key."""
+    return given_destination(flag, env, config_file=config_file) or DEFAULT_DEST
+
+
+def given_destination(
+    flag: str | None, env: Mapping[str, str], *, config_file: Path | None = None
+) -> str | None:
+    """The destination the flag, the environment or the config file names; None if none does."""
     if flag:
         return flag
     if env.get(ENV_VARS["dest"]):
         return env[ENV_VARS["dest"]]
     path = config_file or _path_or_none(env.get(ENV_VARS["config_file"]))
-    return str(_read_config_file(path).get("dest", DEFAULT_DEST)) if path else DEFAULT_DEST
+    dest = _read_config_file(path).get("dest") if path else None
+    return str(dest) if dest else None
 
 
 def _path_or_none(value: object) -> Path | None:

@@ -4,7 +4,8 @@
     python -m etl.ddl --check    exit 1, listing the stale files, if they differ from the contracts
 
 The generated files are templates: YOUR-BUCKET, YOUR-PREFIX, YOUR_STAGE and the like are
-placeholders for the user to replace. Nothing here talks to a warehouse.
+placeholders for the user to replace. `ultravox-archiver ddl --dest ...` (etl.warehouse) calls the
+same renderers with the destination's root in their place. Nothing here talks to a warehouse.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ S3_ROOT = "s3://YOUR-BUCKET/YOUR-PREFIX"
 GCS_ROOT = "gs://YOUR-BUCKET/YOUR-PREFIX"
 DUCKDB_ROOT = "YOUR-ARCHIVE-ROOT"
 SNOWFLAKE_STAGE = "@YOUR_STAGE"
+# The stage `ultravox-archiver ddl --dialect snowflake --dest s3://...` creates on the destination.
+SNOWFLAKE_STAGE_NAME = "ultravox_archive"
 BIGQUERY_DATASET = "YOUR_PROJECT.YOUR_DATASET"
 # First date Athena's partition projection enumerates; nothing older can be in an Ultravox archive.
 PROJECTION_START = "2024-01-01"
@@ -48,6 +51,17 @@ _BIGQUERY_TYPES = {
     # How BigQuery presents a Parquet MAP: the physical repeated key_value group, as written by Arrow.
     "map<string,string>": "STRUCT<key_value ARRAY<STRUCT<key STRING, value STRING>>>",
 }
+# As DuckDB's DESCRIBE spells them (TIMESTAMP WITH TIME ZONE is TIMESTAMPTZ).
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "timestamp_us_utc": "TIMESTAMP WITH TIME ZONE",
+    "date": "DATE",
+    "map<string,string>": "MAP(VARCHAR, VARCHAR)",
+}
 _SNOWFLAKE_TYPES = {
     "string": "VARCHAR",
     "bool": "BOOLEAN",
@@ -74,10 +88,14 @@ def _document(
     notes: Sequence[str],
     statement: Callable[[TableSchema], list[str]],
     tables: Sequence[TableSchema],
+    first: Sequence[str] = (),
 ) -> str:
-    """The header, then each table's statement (its lines), every statement ending in a blank line."""
+    """The header, then the `first` statement's lines if any, then each table's statement (its
+    lines), every statement ending in a blank line."""
     header = [f"-- {dialect} DDL for the ultravox-archiver tables.", f"-- {_GENERATED}", *notes, ""]
-    return "\n".join(header + ["\n".join([*statement(table), ""]) for table in tables])
+    statements = [first] if first else []
+    statements += [statement(table) for table in tables]
+    return "\n".join(header + ["\n".join([*lines, ""]) for lines in statements])
 
 
 def _column_list(definitions: Sequence[str], comments: Sequence[str] | None = None) -> str:
@@ -93,17 +111,20 @@ def _column_list(definitions: Sequence[str], comments: Sequence[str] | None = No
 # --- Athena --------------------------------------------------------------------------------------
 
 
-def render_athena(tables: Sequence[TableSchema]) -> str:
-    notes = [
-        f"-- Replace {S3_ROOT} with the archive destination. Run one statement at a time.",
-        "-- Partition projection finds new call_date partitions without MSCK REPAIR TABLE.",
-    ]
-    return _document("Amazon Athena", notes, _athena_table, tables)
+def render_athena(tables: Sequence[TableSchema], root: str = S3_ROOT) -> str:
+    """`root`: the archive's `s3://bucket/prefix` (default: the placeholder)."""
+    first = (
+        f"-- Replace {S3_ROOT} with the archive destination. Run one statement at a time."
+        if root == S3_ROOT
+        else f"-- The archive at {root}. Run one statement at a time."
+    )
+    notes = [first, "-- Partition projection finds new call_date partitions without MSCK REPAIR TABLE."]
+    return _document("Amazon Athena", notes, lambda table: _athena_table(table, root), tables)
 
 
-def _athena_table(table: TableSchema) -> list[str]:
+def _athena_table(table: TableSchema, root: str) -> list[str]:
     part = table.partition
-    location = f"{S3_ROOT}/{table.name}/"
+    location = f"{root}/{table.name}/"
     columns = [
         f"`{c.name}` {_ATHENA_TYPES[c.type]} COMMENT {_backslash_quoted(c.description)}"
         for c in table.file_columns
@@ -128,9 +149,9 @@ def _athena_table(table: TableSchema) -> list[str]:
         f"COMMENT {_backslash_quoted(table.description)}",
         f"PARTITIONED BY (`{part.name}` string COMMENT {_backslash_quoted(part.description)})",
         "STORED AS PARQUET",
-        f"LOCATION '{location}'",
+        f"LOCATION {_backslash_quoted(location)}",
         "TBLPROPERTIES (",
-        _column_list([f"'{key}' = '{value}'" for key, value in properties]),
+        _column_list([f"'{key}' = {_backslash_quoted(value)}" for key, value in properties]),
         ");",
     ]
 
@@ -138,29 +159,42 @@ def _athena_table(table: TableSchema) -> list[str]:
 # --- BigQuery ------------------------------------------------------------------------------------
 
 
-def render_bigquery(tables: Sequence[TableSchema]) -> str:
-    notes = [
-        f"-- Replace {BIGQUERY_DATASET} and {GCS_ROOT} (a copy of the archive in Cloud Storage).",
-        "-- For the archive on S3 itself, use BigQuery Omni: add WITH CONNECTION and s3:// URIs.",
-    ]
-    return _document("BigQuery", notes, _bigquery_table, tables)
+def render_bigquery(
+    tables: Sequence[TableSchema], root: str = GCS_ROOT, dataset: str | None = BIGQUERY_DATASET
+) -> str:
+    """`root`: a `gs://bucket/prefix` copy of the archive; `dataset`: None leaves the table names
+    unqualified, for the query's default dataset."""
+    if root == GCS_ROOT:
+        notes = [
+            f"-- Replace {BIGQUERY_DATASET} and {GCS_ROOT} (a copy of the archive in Cloud Storage).",
+            "-- For the archive on S3 itself, use BigQuery Omni: add WITH CONNECTION and s3:// URIs.",
+        ]
+    else:
+        notes = [f"-- The copy of the archive at {root}."]
+    if dataset is None:
+        notes.append(
+            "-- Run in the dataset the tables belong in: bq query --dataset_id=PROJECT:DATASET, "
+            "or qualify the names."
+        )
+    return _document("BigQuery", notes, lambda table: _bigquery_table(table, root, dataset), tables)
 
 
-def _bigquery_table(table: TableSchema) -> list[str]:
+def _bigquery_table(table: TableSchema, root: str, dataset: str | None) -> list[str]:
     part = table.partition
+    name = f"{dataset}.{table.name}" if dataset else table.name
     columns = [
         f"`{c.name}` {_BIGQUERY_TYPES[c.type]} OPTIONS (description = {_backslash_quoted(c.description)})"
         for c in table.file_columns
     ]
     options = [
         "format = 'PARQUET'",
-        f"uris = ['{GCS_ROOT}/{table.name}/*']",
-        f"hive_partition_uri_prefix = '{GCS_ROOT}/{table.name}'",
+        f"uris = [{_backslash_quoted(f'{root}/{table.name}/*')}]",
+        f"hive_partition_uri_prefix = {_backslash_quoted(f'{root}/{table.name}')}",
         "require_hive_partition_filter = false",
         f"description = {_backslash_quoted(table.description)}",
     ]
     return [
-        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{BIGQUERY_DATASET}.{table.name}` (",
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{name}` (",
         _column_list(columns),
         ")",
         # Partition columns take no OPTIONS, so the description goes in a comment.
@@ -176,9 +210,22 @@ def _bigquery_table(table: TableSchema) -> list[str]:
 # --- Snowflake -----------------------------------------------------------------------------------
 
 
-def render_snowflake(tables: Sequence[TableSchema]) -> str:
-    notes = [
-        f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root).",
+def render_snowflake(tables: Sequence[TableSchema], stage_url: str | None = None) -> str:
+    """`stage_url`: the archive's `s3://bucket/prefix`; given, a CREATE STAGE on it comes first and
+    the tables read that stage (default: a placeholder stage the user creates)."""
+    stage = SNOWFLAKE_STAGE if stage_url is None else f"@{SNOWFLAKE_STAGE_NAME}"
+    if stage_url is None:
+        notes = [
+            f"-- Replace {SNOWFLAKE_STAGE} with an external stage on the archive destination (its root)."
+        ]
+    else:
+        notes = [
+            f"-- The stage {SNOWFLAKE_STAGE_NAME} reads the archive at {stage_url}. A private bucket",
+            "-- needs STORAGE_INTEGRATION = <your integration> added to CREATE STAGE (CREATE STORAGE",
+            f"-- INTEGRATION ... STORAGE_ALLOWED_LOCATIONS = ('{stage_url}/'); see Snowflake's",
+            "-- 'Configuring secure access to Amazon S3').",
+        ]
+    notes += [
         "-- External table columns cannot carry comments, so the contract descriptions follow each line.",
         # Auto-refresh only works once the bucket sends its event notifications to the table's queue,
         # which is set up outside SQL; without that, TRUE silently never refreshes.
@@ -187,10 +234,17 @@ def render_snowflake(tables: Sequence[TableSchema]) -> str:
         "-- (e.g. from a Snowflake task), or set AUTO_REFRESH = TRUE and point the bucket's S3 event",
         "-- notifications at the table's notification_channel (SHOW EXTERNAL TABLES) for the prefix.",
     ]
-    return _document("Snowflake", notes, _snowflake_table, tables)
+    create_stage = []
+    if stage_url is not None:
+        create_stage = [
+            f"CREATE STAGE IF NOT EXISTS {SNOWFLAKE_STAGE_NAME}",
+            f"  URL = {_doubled_quoted(stage_url + '/')}",
+            "  FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE);",
+        ]
+    return _document("Snowflake", notes, lambda table: _snowflake_table(table, stage), tables, create_stage)
 
 
-def _snowflake_table(table: TableSchema) -> list[str]:
+def _snowflake_table(table: TableSchema, stage: str) -> list[str]:
     part = table.partition
     # METADATA$FILENAME is the path below the stage: <table>/<column>=YYYY-MM-DD/<file>.parquet.
     part_expr = f"SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '{part.name}=', 2), '/', 1)"
@@ -204,7 +258,7 @@ def _snowflake_table(table: TableSchema) -> list[str]:
         _column_list(columns, comments),
         ")",
         f"PARTITION BY ({part.name})",
-        f"LOCATION = {SNOWFLAKE_STAGE}/{table.name}/",
+        f"LOCATION = {stage}/{table.name}/",
         "AUTO_REFRESH = FALSE",
         # USE_LOGICAL_TYPE: read Parquet timestamps as timestamps, not as raw integers.
         "FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE)",
@@ -222,28 +276,58 @@ def _snowflake_column(column: Column) -> str:
 # --- DuckDB --------------------------------------------------------------------------------------
 
 
-def render_duckdb(tables: Sequence[TableSchema]) -> str:
-    notes = [
-        f"-- Replace {DUCKDB_ROOT} with the archive destination: a local directory, or s3://bucket/prefix",
-        "-- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, PROVIDER",
-        "-- credential_chain)). union_by_name lets files written before a column was added read as null.",
+def render_duckdb(tables: Sequence[TableSchema], root: str = DUCKDB_ROOT) -> str:
+    """`root`: the archive's absolute directory or `s3://bucket/prefix` (default: the placeholder)."""
+    if root == DUCKDB_ROOT:
+        notes = [
+            f"-- Replace {DUCKDB_ROOT} with the archive destination: a local directory, or s3://bucket/prefix",
+            "-- (S3 needs the httpfs extension and credentials, e.g. CREATE SECRET (TYPE s3, KEY_ID ...,",
+            "-- SECRET ..., REGION ...), or PROVIDER credential_chain with the aws extension).",
+        ]
+    elif root.startswith("s3://"):
+        notes = [
+            f"-- The archive at {root}. Reading it needs the httpfs extension (LOAD httpfs) and the S3",
+            "-- settings on the connection, e.g. CREATE SECRET (TYPE s3, KEY_ID ..., SECRET ..., REGION ...)",
+            "-- (ENDPOINT, URL_STYLE 'path', USE_SSL for an S3-compatible store), or PROVIDER",
+            "-- credential_chain with the aws extension.",
+        ]
+    else:
+        notes = [f"-- The archive in the directory {root}."]
+    notes += [
+        "-- The views have the contract's column types; a column added to the contract reads as null in",
+        "-- files written before it.",
+        # A view is bound when it is created, and read_parquet refuses a pattern that matches no file:
+        # an error naming the path, rather than an empty table that would hide a mistyped destination.
+        "-- A table with no files yet (before the first sync) fails with DuckDB's 'No files found that",
+        "-- match the pattern': create the views once the archive holds data.",
     ]
-    return _document("DuckDB", notes, _duckdb_view, tables)
+    return _document("DuckDB", notes, lambda table: _duckdb_view(table, root), tables)
 
 
-def _duckdb_view(table: TableSchema) -> list[str]:
+def _duckdb_view(table: TableSchema, root: str) -> list[str]:
     part = table.partition
-    hive_type = "DATE" if part.type == "date" else "VARCHAR"
+    hive_type = _DUCKDB_TYPES[part.type] if part.type == "date" else "VARCHAR"
+    # One empty row set of the contract's columns and types, united by name with the files: the view
+    # has the contract's types whatever DuckDB infers, and a column added to the contract reads as
+    # null even while no file has it yet (union_by_name alone needs one file that has it).
+    typed = [f'NULL::{_DUCKDB_TYPES[c.type]} AS "{c.name}"' for c in table.columns]
+    pattern = _doubled_quoted(f"{root}/{table.name}/*/*.parquet")
     return [
         f"-- {table.description}",
         f'CREATE OR REPLACE VIEW "{table.name}" AS',
         "SELECT",
         _column_list([f'"{c.name}"' for c in table.columns], [c.description for c in table.columns]),
-        "FROM read_parquet(",
-        f"  '{DUCKDB_ROOT}/{table.name}/*/*.parquet',",
-        "  hive_partitioning = true,",
-        f"  hive_types = {{'{part.name}': {hive_type}}},",
-        "  union_by_name = true",
+        "FROM (",
+        "  SELECT",
+        "\n".join(f"  {line}" for line in _column_list(typed).splitlines()),
+        "  WHERE false",
+        "  UNION ALL BY NAME",
+        "  SELECT * FROM read_parquet(",
+        f"    {pattern},",
+        "    hive_partitioning = true,",
+        f"    hive_types = {{'{part.name}': {hive_type}}},",
+        "    union_by_name = true",
+        "  )",
         ");",
     ]
 

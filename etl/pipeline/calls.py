@@ -20,6 +20,7 @@ from etl.merge import ArchivedCall, transcript_is_reusable
 from etl.model import ProblemKind, RecordingOutcome, RecordingStatus
 from etl.pipeline.partition import Partition
 from etl.pipeline.transcript import Transcript
+from etl.recording_check import disagreement
 from etl.reporting.ledger import Ledger, PartitionBook
 from etl.storage.base import Storage
 
@@ -207,12 +208,15 @@ class CallArchiver:
         if never_ended is not None:
             # Given up on (see `admit`): the API answers 425 for the recording of a call not ended.
             return RecordingOutcome(RecordingStatus.UNAVAILABLE, detail=never_ended)
-        if archived is not None and archived.recording.status is RecordingStatus.ARCHIVED:
-            stored = await asyncio.to_thread(self._storage.head, recording_key(partition.day, call_id))
-            if stored is not None and stored.size == archived.recording.size_bytes:
-                # Archived before with this size and checksum: the audio never changes once ready.
-                self._ledger.recording_reused()
-                return archived.recording
+        kept = archived.recording if archived is not None else None
+        if (
+            kept is not None
+            and kept.status is RecordingStatus.ARCHIVED
+            and await self._still_archived(partition, call_id, kept)
+        ):
+            # Archived before with this size and checksum: the audio never changes once ready.
+            self._ledger.recording_reused()
+            return kept
         if self._stop_new_work():
             # Pending keeps the day open: the next run asks for it.
             return RecordingOutcome(
@@ -228,6 +232,22 @@ class CallArchiver:
         )
         first_pending = archived.archived_at if archived is not None else None
         return give_up_if_overdue(outcome, first_pending, self._run_time, self._recording_give_up)
+
+    async def _still_archived(self, partition: Partition, call_id: str, recording: RecordingOutcome) -> bool:
+        """Whether the stored object still is the archived recording. A sync checks its size (a HEAD);
+        a backfill (`partition.check_recordings`) its SHA-256 too, from the checksum S3 keeps (the
+        same one HEAD) or by hashing a local file, so that what `verify` finds is repaired."""
+        key = recording_key(partition.day, call_id)
+        if partition.check_recordings:
+            stored = await asyncio.to_thread(self._storage.digest, key)
+            why = disagreement(stored, size=recording.size_bytes, sha256_hex=recording.sha256)
+        else:
+            head = await asyncio.to_thread(self._storage.head, key)
+            why = None if head is not None and head.size == recording.size_bytes else "missing or resized"
+        self._ledger.recording_checked(disagrees=why is not None)
+        if why is not None:
+            log.warning("archived recording fetched again", extra={"call_id": call_id, "reason": why})
+        return why is None
 
 
 # A call's recording task never outlives the call: the call's slot, lent to the fetch, is given back

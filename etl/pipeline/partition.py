@@ -44,8 +44,13 @@ class Partition:
         self.messages_key = partition_key("messages", day, PARTITION_FILE)
         self._calls = ParquetSpool(load_table_schema("calls"), spool_dir)
         self._messages = ParquetSpool(load_table_schema("messages"), spool_dir)
-        self._archived_calls_file: Path | None = None
-        self._archived_messages_file: Path | None = None
+        self._archived_calls_files: list[Path] = []
+        self._archived_messages_files: list[Path] = []
+        # A backfill repairs (see `load_archived(repair=True)`): it also reads part files beside
+        # `data.parquet` (which readers see, but no run writes) and removes them once the merged
+        # partition is published, and it checks each re-used recording's SHA-256.
+        self.check_recordings = False
+        self._stray_keys: list[str] = []
         self.archived: dict[str, ArchivedCall] = {}
         self.archived_message_counts: Counter[str] = Counter()
         self.fresh_call_ids: set[str] = set()
@@ -59,21 +64,47 @@ class Partition:
 
     # -- before the run's work ------------------------------------------------------------------------
 
-    def load_archived(self, storage: Storage) -> None:
-        """Fetch local copies of the archived partition files (if any) and index what they hold."""
+    def load_archived(self, storage: Storage, *, repair: bool = False) -> None:
+        """Fetch local copies of the archived partition files (if any) and index what they hold.
+
+        `repair` (a backfill): every Parquet file of the partition's directories, not only
+        `data.parquet`, costing a listing request per table; the others are removed on publishing.
+        """
+        self.check_recordings = repair
         manifest = _manifest(storage.get_bytes(manifest_key(self.day)))
         if manifest is not None:
             self.underway_since = _underway_since(manifest)
             self.pending_recordings = frozenset(manifest.pending_recording_call_ids)
-        calls_file = self._spool_dir / f"archived-calls-{uuid.uuid4().hex}.parquet"
-        if not storage.get_file(self.calls_key, calls_file):
+        calls_keys, messages_keys = [self.calls_key], [self.messages_key]
+        if repair:
+            calls_keys += self._strays(storage, self.calls_key)
+            messages_keys += self._strays(storage, self.messages_key)
+        self._archived_calls_files = self._fetch(storage, calls_keys, "calls")
+        if not self._archived_calls_files:
             return
-        self._archived_calls_file = calls_file
-        self.archived = read_archived_calls(calls_file)
-        messages_file = self._spool_dir / f"archived-messages-{uuid.uuid4().hex}.parquet"
-        if storage.get_file(self.messages_key, messages_file):
-            self._archived_messages_file = messages_file
-            self.archived_message_counts = count_messages(messages_file)
+        self._archived_messages_files = self._fetch(storage, messages_keys, "messages")
+        for path in self._archived_calls_files:
+            # A call in several files (a duplicated part file) is indexed once; any copy will do, as
+            # the call is archived again or carried over once.
+            self.archived.update(read_archived_calls(path))
+        for path in self._archived_messages_files:
+            # Duplicated message rows count twice: the count then disagrees with the call's
+            # message_count and the transcript is fetched again.
+            self.archived_message_counts.update(count_messages(path))
+
+    def _strays(self, storage: Storage, data_key: str) -> list[str]:
+        directory = data_key.rsplit("/", 1)[0] + "/"
+        strays = [key for key in storage.list_keys(directory) if key != data_key]
+        self._stray_keys += strays
+        return strays
+
+    def _fetch(self, storage: Storage, keys: list[str], table: str) -> list[Path]:
+        paths = []
+        for key in keys:
+            path = self._spool_dir / f"archived-{table}-{uuid.uuid4().hex}.parquet"
+            if storage.get_file(key, path):
+                paths.append(path)
+        return paths
 
     # -- during the run -------------------------------------------------------------------------------
 
@@ -109,6 +140,11 @@ class Partition:
             if calls_file is not None:
                 fence()
                 storage.put_file(self.calls_key, calls_file)
+            # Only once data.parquet holds their rows: a run killed before this leaves them for the
+            # next backfill, never a row lost.
+            for key in self._stray_keys:
+                fence()
+                storage.delete(key)
         finally:
             for path in (messages_file, calls_file):
                 if path is not None:
@@ -124,15 +160,21 @@ class Partition:
 
     def _carry_over(self, kept: set[str], tombstones: Mapping[str, datetime]) -> int:
         deleted = 0
-        if self._archived_calls_file is not None and kept:
-            for rows in carried_over_rows(self._archived_calls_file, kept.__contains__):
+        # Each row once, by the contract's key (calls: call_id; messages: call_id, message_index),
+        # however many times the archived files hold it.
+        seen_calls: set[str] = set()
+        for path in self._archived_calls_files if kept else []:
+            for rows in carried_over_rows(path, kept.__contains__):
+                rows = [row for row in rows if _first(seen_calls, row["call_id"])]
                 deleted += mark_deleted(rows, tombstones)
                 self._calls.add_many(rows)
                 self._track_newest(rows)
         transcripts = kept | self._reused_transcripts
-        if self._archived_messages_file is not None and transcripts:
-            for rows in carried_over_rows(self._archived_messages_file, transcripts.__contains__):
-                self._messages.add_many(rows)
+        seen_messages: set[tuple[str, int]] = set()
+        for path in self._archived_messages_files if transcripts else []:
+            for rows in carried_over_rows(path, transcripts.__contains__):
+                fresh = [row for row in rows if _first(seen_messages, (row["call_id"], row["message_index"]))]
+                self._messages.add_many(fresh)
         return deleted
 
     def _track_newest(self, rows: list[Mapping[str, Any]] | list[dict[str, Any]]) -> None:
@@ -144,9 +186,16 @@ class Partition:
         """Drop every local file of this partition (spools and archived copies)."""
         self._calls.abort()
         self._messages.abort()
-        for path in (self._archived_calls_file, self._archived_messages_file):
-            if path is not None:
-                path.unlink(missing_ok=True)
+        for path in self._archived_calls_files + self._archived_messages_files:
+            path.unlink(missing_ok=True)
+
+
+def _first(seen: set[Any], key: Any) -> bool:
+    """True the first time `key` is seen (and remembers it)."""
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def _manifest(raw: bytes | None) -> PartitionManifest | None:

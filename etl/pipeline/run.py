@@ -98,6 +98,9 @@ class Command:
     wait_again_for_pending: bool = False
     # A sharded backfill's share (etl.shard): `plan` gives only this shard's days.
     shard: Shard | None = None
+    # Repair what `verify` finds (a backfill): read every part file of a partition, not only
+    # data.parquet, and check each re-used recording's SHA-256 (etl.pipeline.partition).
+    repair: bool = False
 
 
 def days_between(since: date, until: date) -> list[date]:
@@ -114,6 +117,7 @@ def backfill(since: date, until: date, shard: Shard | None = None) -> Command:
         until,
         wait_again_for_pending=True,
         shard=shard,
+        repair=True,
     )
 
 
@@ -200,6 +204,7 @@ class Run:
         )
         self._days_open = asyncio.Semaphore(_DAYS_OPEN)
         self._wait_again_for_pending = False
+        self._repair = False
         self._listing_turns = Turns(0)
         self._call_slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = Deadline(settings.max_run_time_s, clock=clock)
@@ -264,6 +269,7 @@ class Run:
         summary.command = command.name
         summary.shard = None if command.shard is None else str(command.shard)
         self._wait_again_for_pending = command.wait_again_for_pending
+        self._repair = command.repair
         try:
             # Planning reads the state; it also fails fast on a missing bucket or permissions.
             days = await asyncio.to_thread(command.plan, self._storage, self._now().date())
@@ -362,7 +368,7 @@ class Run:
             # Open before any data is written: a run killed from here on leaves the day for the next run.
             marker = self.summary.run_id.encode()
             await asyncio.to_thread(self._storage.put_bytes, open_marker_key(day), marker)
-            await asyncio.to_thread(partition.load_archived, self._storage)
+            await asyncio.to_thread(partition.load_archived, self._storage, repair=self._repair)
             if self._wait_again_for_pending:
                 partition.pending_recordings = frozenset()
             if not await self._list_and_archive(index, pages, partition, book):

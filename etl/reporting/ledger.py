@@ -142,6 +142,10 @@ class Ledger:
     def recording_reused(self) -> None:
         self.summary.recordings_reused += 1
 
+    def recording_checked(self, *, disagrees: bool) -> None:
+        self.summary.recording_checks += 1
+        self.summary.recordings_refetched += disagrees
+
     def archived(
         self,
         outcome: RecordingOutcome,

@@ -33,6 +33,11 @@ class RunSummary:
     transcripts_reused: int = 0
     recordings_archived: int = 0
     recordings_reused: int = 0
+    # Archived recordings looked up in the destination before re-using them (a HEAD each on S3;
+    # a backfill asks for the stored SHA-256 too), and those found missing or disagreeing with their
+    # row, then fetched again.
+    recording_checks: int = 0
+    recordings_refetched: int = 0
     recording_bytes: int = 0
     recordings_not_enabled: int = 0
     recordings_pending: int = 0

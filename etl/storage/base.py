@@ -26,6 +26,12 @@ class ObjectInfo:
 
     key: str
     size: int
+    # The whole object's SHA-256 as the store keeps it, without reading the bytes again (`digest`
+    # only): S3's checksum of a single PUT, or the local file hashed. None when the store has none.
+    sha256: bytes | None = None
+    # Written in parts (an S3 multipart upload): S3 keeps no whole-object SHA-256 for it, so only
+    # its size can be checked without downloading it.
+    parted: bool = False
 
 
 # --- keys (shared with the S3 backend) ----------------------------------------------------------
@@ -117,6 +123,11 @@ class Storage(Protocol):
         ...
 
     def head(self, key: str) -> ObjectInfo | None: ...
+
+    def digest(self, key: str) -> ObjectInfo | None:
+        """`head`, with the object's SHA-256 where the store keeps one (see `ObjectInfo`): one HEAD
+        request on S3, a read of the file on a local disk. None if absent."""
+        ...
 
     def list_keys(self, prefix: str = "") -> Iterator[str]: ...
 

@@ -212,6 +212,21 @@ class LocalStorage:
             return None
         return ObjectInfo(key=key, size=info.st_size)
 
+    def digest(self, key: str) -> ObjectInfo | None:
+        # A filesystem keeps no checksum: the file is read and hashed (local disk, no network).
+        path = self._path_for(key)
+        digest = hashlib.sha256()
+        with _os_errors("hash", _file_uri(path)):
+            try:
+                with path.open("rb") as source:
+                    size = 0
+                    while chunk := source.read(_COPY_BUFFER):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+        return ObjectInfo(key=key, size=size, sha256=digest.digest())
+
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         check_prefix(prefix)
         # S3 prefixes are plain string prefixes, so walk the deepest directory the prefix names in

@@ -260,6 +260,31 @@ class S3Storage:
                 return None
             return ObjectInfo(key=key, size=int(response["ContentLength"]))
 
+    def digest(self, key: str) -> ObjectInfo | None:
+        uri = self.uri_for(key)
+        with _s3_errors("head", uri):
+            try:
+                # The same HEAD, asking for the checksum S3 verified when the object was written. Not
+                # asked for by `head`: with SSE-KMS it needs kms:Decrypt, which a sync never needed.
+                response = self._client.head_object(
+                    Bucket=self._bucket, Key=self._object_key(key), ChecksumMode="ENABLED"
+                )
+            except ClientError as exc:
+                if not _is_not_found(exc):
+                    raise
+                self._confirm_bucket(uri)
+                return None
+        # A multipart object's ETag ends in -<parts>, and its checksums are of its parts.
+        parted = "-" in str(response.get("ETag", "")).strip('"')
+        checksum = response.get("ChecksumSHA256")
+        whole = checksum is not None and "-" not in checksum and response.get("ChecksumType") != "COMPOSITE"
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            sha256=base64.b64decode(checksum) if whole else None,
+            parted=parted,
+        )
+
     def _confirm_bucket(self, uri: str) -> None:
         """Tell a missing object from a missing bucket, which HEAD reports with the same bare 404."""
         # Checked once per storage: a typo'd bucket must fail loudly, not look like an empty archive.

@@ -210,3 +210,23 @@ def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
 
     assert storage.head("recordings/call_date=2026-03-02/big.wav") is None
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_digest_returns_the_sha256_s3_verified_on_a_single_put(
+    storage: Storage, s3_bucket: str, s3: Any
+) -> None:
+    data = os.urandom(3000)
+    storage.put_checked(KEY, data, sha256=hashlib.sha256(data).digest())
+    assert storage.digest(KEY) == ObjectInfo(KEY, 3000, sha256=hashlib.sha256(data).digest())
+    # Written by another tool (botocore's default CRC checksum): no SHA-256, and not a multipart one.
+    s3.put_object(Bucket=s3_bucket, Key=f"archive/{KEY}", Body=data)
+    assert storage.digest(KEY) == ObjectInfo(KEY, 3000)
+    assert storage.digest("recordings/missing.wav") is None
+
+
+def test_digest_of_a_multipart_object_is_its_size_and_parted(storage: Storage) -> None:
+    upload = storage.start_upload(KEY)
+    upload.put_part(1, 0, b"a" * (5 * 1024 * 1024))
+    upload.put_part(2, 5 * 1024 * 1024, b"b" * 10)
+    upload.complete()
+    assert storage.digest(KEY) == ObjectInfo(KEY, 5 * 1024 * 1024 + 10, sha256=None, parted=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +31,19 @@ def archiver_env(sim: SimulatorHandle, dest: str, config: Path) -> dict[str, str
 
 
 def start(
-    sim: SimulatorHandle, dest: str, config: Path, *args: str, crash_at: str | None = None
+    sim: SimulatorHandle,
+    dest: str,
+    config: Path,
+    *args: str,
+    crash_at: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    """`crash_at` (put|delete:PREFIX:N) runs the CLI through the test entry point that SIGKILLs there."""
+    """`crash_at` (put|delete:PREFIX:N) runs the CLI through the test entry point that SIGKILLs there;
+    `extra_env` adds to (or overrides) the process's environment (a scheduler's JOB_COMPLETION_INDEX)."""
     entry = ["-m", "etl"] if crash_at is None else [crashing_archiver.__file__, crash_at]
     return subprocess.Popen(
         [sys.executable, *entry, *args, "--log-format", "json"],
-        env=archiver_env(sim, dest, config),
+        env={**archiver_env(sim, dest, config), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -50,8 +57,9 @@ def run(
     *args: str,
     crash_at: str | None = None,
     timeout_s: float = 120,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Finished:
-    process = start(sim, dest, config, *args, crash_at=crash_at)
+    process = start(sim, dest, config, *args, crash_at=crash_at, extra_env=extra_env)
     output, _ = process.communicate(timeout=timeout_s)
     return Finished(process.returncode, output)
 

@@ -104,6 +104,9 @@ class CrashingStorage:
     def head(self, key: str) -> ObjectInfo | None:
         return self._inner.head(key)
 
+    def digest(self, key: str) -> ObjectInfo | None:
+        return self._inner.digest(key)
+
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         return self._inner.list_keys(prefix)
 

@@ -88,7 +88,9 @@ def test_athena_partitions_by_call_date_with_projection(table: TableSchema) -> N
         pytest.param(
             ddl.render_duckdb,
             [
-                "read_parquet(\n  'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',",
+                "read_parquet(\n    'YOUR-ARCHIVE-ROOT/calls/*/*.parquet',",
+                'NULL::TIMESTAMP WITH TIME ZONE AS "created"',
+                "WHERE false\n  UNION ALL BY NAME\n  SELECT * FROM read_parquet(",
                 "hive_partitioning = true",
                 "hive_types = {'call_date': DATE}",
                 "union_by_name = true",

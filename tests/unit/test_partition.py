@@ -84,3 +84,28 @@ def test_a_failed_fence_stops_publishing_there(tmp_path: Path, lost_at: int, wri
     assert sorted(storage.list_keys()) == written
     partition.discard()
     assert list((tmp_path / "spool").iterdir()) == []  # no spool file left behind
+
+
+def test_repair_merges_stray_part_files_once_and_removes_them(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "archive")
+    _partition(tmp_path).publish(storage, {}, fence=lambda: None)
+    # A part file beside data.parquet, as a copy left by hand or another tool: readers see its rows.
+    for key in (CALLS_KEY, MESSAGES_KEY):
+        storage.put_bytes(key.replace("data.parquet", "copy.parquet"), storage.get_bytes(key) or b"")
+
+    unrepaired = Partition(DAY, tmp_path / "spool")
+    unrepaired.load_archived(storage)  # a sync: data.parquet only, no listing
+    assert sum(unrepaired.archived_message_counts.values()) == 1
+    unrepaired.discard()
+
+    partition = Partition(DAY, tmp_path / "spool")
+    partition.load_archived(storage, repair=True)
+    assert partition.check_recordings
+    # The message counted twice: its transcript no longer matches message_count and is fetched again.
+    assert list(partition.archived_message_counts.values()) == [2]
+    events: list[str] = []
+    result = partition.publish(storage, {}, fence=lambda: events.append("fence"))
+
+    assert (result.calls, result.messages, result.kept_from_archive) == (1, 1, 1)
+    assert sorted(storage.list_keys()) == [CALLS_KEY, MESSAGES_KEY]
+    assert events == ["fence"] * 4  # the two files, then each stray's delete

@@ -24,11 +24,11 @@ from support.api_objects import last_page, listed_call
 from etl.api.client import ApiClient, ClientOptions
 from etl.config import Settings
 from etl.parquet import partition_key
-from etl.pipeline.run import Run, backfill
+from etl.pipeline.run import Command, Run, backfill
 from etl.reporting.summary import RunSummary
 from etl.secrets import Secret
 from etl.state import PartitionManifest, manifest_key, open_marker_key
-from etl.storage import LocalStorage
+from etl.storage import LocalStorage, ObjectInfo, Storage
 
 DAY = date(2026, 3, 2)
 # Inside the refresh window of DAY: nothing is final yet, whatever else is open.
@@ -148,7 +148,7 @@ def run_day(api: FakeApi, archive: Archive, tmp_path: Path) -> Iterator[Any]:
         recording_wait_s=0.0,
     )
 
-    async def one_run(now: datetime) -> RunSummary:
+    async def one_run(now: datetime, command: Command | None, storage: Storage | None) -> RunSummary:
         async with ApiClient(
             ClientOptions.from_settings(settings),
             transport=httpx.MockTransport(api.api),
@@ -156,10 +156,11 @@ def run_day(api: FakeApi, archive: Archive, tmp_path: Path) -> Iterator[Any]:
         ) as client:
             spool = tmp_path / "spool"
             spool.mkdir(exist_ok=True)
-            run = Run(settings, client=client, storage=archive.storage, spool_dir=spool, now=lambda: now)
-            return await run.execute(backfill(DAY, DAY))
+            store = storage or archive.storage
+            run = Run(settings, client=client, storage=store, spool_dir=spool, now=lambda: now)
+            return await run.execute(command or backfill(DAY, DAY))
 
-    yield lambda now=SOON: asyncio.run(one_run(now))
+    yield lambda now=SOON, command=None, storage=None: asyncio.run(one_run(now, command, storage))
 
 
 def test_a_day_with_calls_messages_and_a_recording(api: FakeApi, archive: Archive, run_day: Any) -> None:
@@ -333,6 +334,50 @@ def test_a_rerun_reuses_the_transcript_and_the_recording(
     manifest = archive.manifest()
     assert (manifest.calls, manifest.messages, manifest.recordings_archived) == (2, 5, 1)
     assert manifest.calls_kept_from_archive == 0
+
+
+class CountingStorage:
+    """Delegates to a storage and counts the lookups of recording objects."""
+
+    def __init__(self, inner: Storage) -> None:
+        self._inner = inner
+        self.lookups: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        self.lookups["head"] += key.startswith("recordings/")
+        return self._inner.head(key)
+
+    def digest(self, key: str) -> ObjectInfo | None:
+        self.lookups["digest"] += 1
+        return self._inner.digest(key)
+
+
+def test_a_sync_checks_a_reused_recordings_size_and_a_backfill_its_sha256(
+    api: FakeApi, archive: Archive, run_day: Any
+) -> None:
+    api.calls = [call("call-a", 9, recordingEnabled=True)]
+    api.messages = {"call-a": messages("Hello")}
+    api.recordings = {"call-a": AUDIO}
+    run_day()
+    key = "recordings/call_date=2026-03-02/call-a.wav"
+    other = bytes(b ^ 0xFF for b in AUDIO)  # same size, other bytes
+    archive.storage.put_bytes(key, other)
+
+    counting = CountingStorage(archive.storage)
+    summary = run_day(SOON, Command("sync", lambda _storage, _today: [DAY]), counting)
+    # A sync: one HEAD, the size agrees, re-used (it costs what it did; the checksum is backfill's).
+    assert counting.lookups == Counter(head=1)
+    assert (summary.recording_checks, summary.recordings_refetched, summary.recordings_reused) == (1, 0, 1)
+    assert archive.storage.get_bytes(key) == other
+
+    counting = CountingStorage(archive.storage)
+    summary = run_day(SOON, None, counting)
+    assert counting.lookups == Counter(digest=1)
+    assert (summary.recording_checks, summary.recordings_refetched, summary.recordings_reused) == (1, 1, 0)
+    assert archive.storage.get_bytes(key) == AUDIO
 
 
 @pytest.mark.parametrize("bad_id", ["call-n\n", "call-n\r\n", "call/../n", "call n", ""])

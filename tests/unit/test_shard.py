@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from etl.cli import main
 from etl.config import load_settings, load_settings_with_sources
 from etl.errors import ConfigError
+from etl.pipeline.dry_run import DayPlan, Plan, format_plan
 from etl.pipeline.run import backfill, days_between
 from etl.reporting.report import format_summary
 from etl.reporting.summary import RunSummary
@@ -238,3 +239,11 @@ def test_the_summary_says_which_shard_ran() -> None:
     summary.shard, summary.max_rps = "2/4", 25.0
     assert "  shard               2/4, at most 25 API requests/s" in format_summary(summary, "./archive")
     assert summary.to_json()["shard"] == "2/4" and summary.to_json()["max_rps"] == 25.0
+
+
+def test_the_dry_run_says_which_shard_it_plans() -> None:
+    days = [DayPlan(date(2026, 1, 3), False, 1, 12, 11, 9)]
+    text = format_plan(Plan("backfill", "./archive", 25.0, days, shard="2/4"), "text")
+    assert text.startswith("dry run of backfill, shard 2/4: 1 days, 2026-01-03 .. 2026-01-03")
+    assert "--max-rps 25" in text
+    assert format_plan(Plan("backfill", "./archive", 100.0, days), "text").startswith("dry run of backfill: ")

@@ -304,3 +304,11 @@ def test_an_aborted_parted_upload_leaves_nothing_and_the_old_object_stands(stora
     assert _temp_files(storage.root) == []
     with pytest.raises(StorageError, match="closed"):
         upload.put_part(2, 9, b"late")
+
+
+def test_digest_hashes_the_file(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("recordings/a.wav", b"RIFF" * 1000)
+    info = storage.digest("recordings/a.wav")
+    assert info == ObjectInfo("recordings/a.wav", 4000, sha256=hashlib.sha256(b"RIFF" * 1000).digest())
+    assert storage.digest("recordings/missing.wav") is None

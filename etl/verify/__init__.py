@@ -1,0 +1,1 @@
+"""`ultravox-archiver verify`: reconcile the source and the archive for a window, without audio."""
