@@ -152,4 +152,8 @@ def test_each_sharded_backfill_job_archives_the_window_with_its_workers_at_once(
     ]
     summaries = _finish(*processes)
     assert {summary["command"] for summary in summaries} == {"backfill"}
+    # Each worker took its own shard, from its flag or from the index its scheduler set.
+    assert sorted(str(summary["shard"]) for summary in summaries) == sorted(
+        f"{index}/{len(shards)}" for index in range(len(shards))
+    )
     assert_matches_truth(read_archive(str(tmp_path / "archive")), Expected(account.truth()))
