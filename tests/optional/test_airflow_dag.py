@@ -7,15 +7,19 @@ setup is in jobs/README.md ("Checking the Airflow DAGs"):
 
     AIRFLOW_HOME=$(mktemp -d) /work/airflow-venv/bin/python -m pytest --noconftest -p no:cacheprovider \\
         -c /dev/null tests/optional/test_airflow_dag.py
+
+(With `kubernetes-validate` in that environment too, for the rendered pod's check.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 DagBag = pytest.importorskip("airflow.models.dagbag").DagBag
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 DAGS = Path(__file__).resolve().parents[2] / "jobs" / "airflow"
 IMAGE_PREFIX = "ghcr.io/ultravox-archiver/ultravox-archiver:"
@@ -55,3 +59,37 @@ def test_the_backfill_maps_one_task_per_shard(bag: DagBag) -> None:
     assert task.partial_kwargs["image"].startswith(IMAGE_PREFIX)
     assert task.partial_kwargs["skip_on_exit_code"] == 4
     assert task.partial_kwargs["retries"] == 2
+
+
+# A kube config that names a cluster nobody serves: the operator reads one to label the pod
+# (in cluster or not) but renders the pod without contacting the cluster.
+_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+users: [{name: none, user: {token: none}}]
+"""
+
+
+def test_the_sync_pod_airflow_would_create_is_a_valid_kubernetes_pod(
+    bag: DagBag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes.client import ApiClient
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(_KUBECONFIG)
+    task = bag.dags["ultravox_archiver_sync"].get_task("sync")
+    # The kubernetes client reads $KUBECONFIG when imported, already done: name the file instead.
+    monkeypatch.setattr(task, "config_file", str(config))
+    pod: dict[str, Any] = ApiClient().sanitize_for_serialization(task.build_pod_request_obj())
+    kubernetes_validate.validate(pod, "1.30", strict=True)
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert volumes[mounts["/var/run/secrets/ultravox"]]["secret"]["secretName"] == "ultravox-api-key"
+    assert container["args"][0] == "sync" and not container.get("command")
