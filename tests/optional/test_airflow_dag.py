@@ -5,7 +5,7 @@ Not collected by `scripts/check` (pyproject's testpaths are tests/unit and tests
 Airflow is not a dependency of the archiver or of its tests. It runs in its own environment; the
 setup is in jobs/README.md ("Checking the Airflow DAGs"):
 
-    AIRFLOW_HOME=$(mktemp -d) /work/airflow-venv/bin/python -m pytest --noconftest -p no:cacheprovider \\
+    AIRFLOW_HOME=$(mktemp -d) .venv-airflow/bin/python -m pytest --noconftest -p no:cacheprovider \\
         -c /dev/null tests/optional/test_airflow_dag.py
 
 (With `kubernetes-validate` in that environment too, for the rendered pod's check.)
