@@ -186,12 +186,18 @@ def release_memory_promptly() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
-def partition_key(table_name: str, partition_value: date, file_name: str) -> str:
-    """Object key of a file below the archive root: `calls/call_date=2026-03-02/<file_name>`."""
+def partition_directory(table_name: str, partition_value: date) -> str:
+    """Where every file of a table's partition lies below the root: `calls/call_date=2026-03-02/`."""
     if isinstance(partition_value, datetime):
         # A datetime is a date too, but its isoformat() has a time part and its date may not be UTC.
         raise TypeError("partition_value must be a date, not a datetime")
+    column = load_table_schema(table_name).partition_column
+    return f"{table_name}/{column}={partition_value.isoformat()}/"
+
+
+def partition_key(table_name: str, partition_value: date, file_name: str) -> str:
+    """Object key of a file below the archive root: `calls/call_date=2026-03-02/<file_name>`."""
+    directory = partition_directory(table_name, partition_value)
     if not file_name or "/" in file_name or file_name in {".", ".."}:
         raise ValueError(f"not a plain file name: {file_name!r}")
-    column = load_table_schema(table_name).partition_column
-    return f"{table_name}/{column}={partition_value.isoformat()}/{file_name}"
+    return directory + file_name

@@ -91,6 +91,16 @@ class PartitionManifest:
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
+    def read(cls, raw: bytes | None) -> PartitionManifest | None:
+        """The manifest in `raw`; None without one (`raw` None) or from one that cannot be read."""
+        if raw is None:
+            return None
+        try:
+            return cls.from_json(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    @classmethod
     def from_json(cls, raw: bytes) -> PartitionManifest:
         data = json.loads(raw)
         newest = data.get("newest_call_created")

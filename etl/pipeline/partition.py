@@ -26,7 +26,7 @@ from etl.merge import (
     read_archived_calls,
 )
 from etl.model import PublishResult
-from etl.parquet import ParquetSpool, partition_key
+from etl.parquet import ParquetSpool, partition_directory, partition_key
 from etl.schema import load_table_schema, table_names
 from etl.state import PartitionManifest, manifest_key
 from etl.storage.base import Storage
@@ -71,14 +71,16 @@ class Partition:
         `data.parquet`, costing a listing request per table; the others are removed on publishing.
         """
         self.check_recordings = repair
-        manifest = _manifest(storage.get_bytes(manifest_key(self.day)))
+        # Without a readable manifest its calls count as first found by this run: underway ones
+        # given up on later, never sooner; pending recordings waited for again.
+        manifest = PartitionManifest.read(storage.get_bytes(manifest_key(self.day)))
         if manifest is not None:
             self.underway_since = _underway_since(manifest)
             self.pending_recordings = frozenset(manifest.pending_recording_call_ids)
         calls_keys, messages_keys = [self.calls_key], [self.messages_key]
         if repair:
-            calls_keys += self._strays(storage, self.calls_key)
-            messages_keys += self._strays(storage, self.messages_key)
+            calls_keys += self._strays(storage, "calls", self.calls_key)
+            messages_keys += self._strays(storage, "messages", self.messages_key)
         self._archived_calls_files = self._fetch(storage, calls_keys, "calls")
         if not self._archived_calls_files:
             return
@@ -92,9 +94,8 @@ class Partition:
             # message_count and the transcript is fetched again.
             self.archived_message_counts.update(count_messages(path))
 
-    def _strays(self, storage: Storage, data_key: str) -> list[str]:
-        directory = data_key.rsplit("/", 1)[0] + "/"
-        strays = [key for key in storage.list_keys(directory) if key != data_key]
+    def _strays(self, storage: Storage, table: str, data_key: str) -> list[str]:
+        strays = [key for key in storage.list_keys(partition_directory(table, self.day)) if key != data_key]
         self._stray_keys += strays
         return strays
 
@@ -196,18 +197,6 @@ def _first(seen: set[Any], key: Any) -> bool:
         return False
     seen.add(key)
     return True
-
-
-def _manifest(raw: bytes | None) -> PartitionManifest | None:
-    """The partition's manifest; None without one, or from one that cannot be read (its calls then
-    count as first found by this run: underway ones given up on later, never sooner; pending
-    recordings waited for again)."""
-    if raw is None:
-        return None
-    try:
-        return PartitionManifest.from_json(raw)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def _underway_since(manifest: PartitionManifest) -> dict[str, datetime]:

@@ -215,14 +215,11 @@ class LocalStorage:
     def digest(self, key: str) -> ObjectInfo | None:
         # A filesystem keeps no checksum: the file is read and hashed (local disk, no network).
         path = self._path_for(key)
-        digest = hashlib.sha256()
         with _os_errors("hash", _file_uri(path)):
             try:
                 with path.open("rb") as source:
-                    size = 0
-                    while chunk := source.read(_COPY_BUFFER):
-                        digest.update(chunk)
-                        size += len(chunk)
+                    digest = hashlib.file_digest(source, "sha256")
+                    size = source.tell()  # the bytes hashed, read to the end
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None
         return ObjectInfo(key=key, size=size, sha256=digest.digest())

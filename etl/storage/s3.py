@@ -249,41 +249,37 @@ class S3Storage:
             return True
 
     def head(self, key: str) -> ObjectInfo | None:
-        uri = self.uri_for(key)
-        with _s3_errors("head", uri):
-            try:
-                response = self._client.head_object(Bucket=self._bucket, Key=self._object_key(key))
-            except ClientError as exc:
-                if not _is_not_found(exc):
-                    raise
-                self._confirm_bucket(uri)
-                return None
-            return ObjectInfo(key=key, size=int(response["ContentLength"]))
+        response = self._head_object(key)
+        return None if response is None else ObjectInfo(key=key, size=int(response["ContentLength"]))
 
     def digest(self, key: str) -> ObjectInfo | None:
+        # The same HEAD, asking for the checksum S3 verified when the object was written. Not asked
+        # for by `head`: with SSE-KMS it needs kms:Decrypt, which a sync never needed.
+        response = self._head_object(key, ChecksumMode="ENABLED")
+        if response is None:
+            return None
+        # A multipart object's ETag ends in -<parts>, and its checksums are of its parts.
+        parted = "-" in str(response.get("ETag", "")).strip('"')
+        checksum = response.get("ChecksumSHA256")
+        sha256 = None
+        if checksum is not None and "-" not in checksum and response.get("ChecksumType") != "COMPOSITE":
+            sha256 = base64.b64decode(checksum)  # the whole object's, not a checksum of its parts
+        return ObjectInfo(key=key, size=int(response["ContentLength"]), sha256=sha256, parted=parted)
+
+    def _head_object(self, key: str, **extra: str) -> dict[str, Any] | None:
+        """The HEAD response for `key`; None when the object is absent (and the bucket is there)."""
         uri = self.uri_for(key)
         with _s3_errors("head", uri):
             try:
-                # The same HEAD, asking for the checksum S3 verified when the object was written. Not
-                # asked for by `head`: with SSE-KMS it needs kms:Decrypt, which a sync never needed.
-                response = self._client.head_object(
-                    Bucket=self._bucket, Key=self._object_key(key), ChecksumMode="ENABLED"
+                response: dict[str, Any] = self._client.head_object(
+                    Bucket=self._bucket, Key=self._object_key(key), **extra
                 )
             except ClientError as exc:
                 if not _is_not_found(exc):
                     raise
                 self._confirm_bucket(uri)
                 return None
-        # A multipart object's ETag ends in -<parts>, and its checksums are of its parts.
-        parted = "-" in str(response.get("ETag", "")).strip('"')
-        checksum = response.get("ChecksumSHA256")
-        whole = checksum is not None and "-" not in checksum and response.get("ChecksumType") != "COMPOSITE"
-        return ObjectInfo(
-            key=key,
-            size=int(response["ContentLength"]),
-            sha256=base64.b64decode(checksum) if whole else None,
-            parted=parted,
-        )
+            return response
 
     def _confirm_bucket(self, uri: str) -> None:
         """Tell a missing object from a missing bucket, which HEAD reports with the same bare 404."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from etl.parquet import partition_key
+from etl.parquet import partition_directory
 from etl.state import PartitionManifest, manifest_key, open_marker_key
 from etl.storage.base import Storage
 
@@ -49,7 +49,7 @@ class ArchivedDay:
 
 def read_archived_day(storage: Storage, day: date, spool_dir: Path) -> ArchivedDay:
     archived = ArchivedDay(day)
-    for rows in _rows(storage, _directory("calls", day), _CALL_COLUMNS, spool_dir):
+    for rows in _rows(storage, partition_directory("calls", day), _CALL_COLUMNS, spool_dir):
         for row in rows:
             archived.call_rows[row["call_id"]] += 1
             archived.calls[row["call_id"]] = ArchivedCallRow(
@@ -58,21 +58,13 @@ def read_archived_day(storage: Storage, day: date, spool_dir: Path) -> ArchivedD
                 recording_bytes=row.get("recording_bytes"),
                 recording_sha256=row.get("recording_sha256"),
             )
-    for rows in _rows(storage, _directory("messages", day), _MESSAGE_COLUMNS, spool_dir):
+    for rows in _rows(storage, partition_directory("messages", day), _MESSAGE_COLUMNS, spool_dir):
         archived.message_keys.update((row["call_id"], row["message_index"]) for row in rows)
     raw = storage.get_bytes(manifest_key(day))
-    if raw is not None:
-        try:
-            archived.manifest = PartitionManifest.from_json(raw)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            archived.manifest_unreadable = True
+    archived.manifest = PartitionManifest.read(raw)
+    archived.manifest_unreadable = raw is not None and archived.manifest is None
     archived.open_marker = storage.head(open_marker_key(day)) is not None
     return archived
-
-
-def _directory(table: str, day: date) -> str:
-    """`calls/call_date=YYYY-MM-DD/`: the prefix of every file of the table's partition."""
-    return partition_key(table, day, "data.parquet").rsplit("/", 1)[0] + "/"
 
 
 def _rows(

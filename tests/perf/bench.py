@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +97,28 @@ def new_bucket(prefix: str) -> str:
     return bucket
 
 
+def archiver_env(sim: SimulatorHandle, s3_env: dict[str, str], bucket: str) -> dict[str, str]:
+    """This process's environment without our own settings, pointed at the simulator and the bucket."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ULTRAVOX_", "ARCHIVE"))},
+        **s3_env,
+        "ULTRAVOX_API_KEY": sim.api_key,
+        "ULTRAVOX_API_BASE_URL": sim.api_base_url,
+        "ARCHIVE_DEST": f"s3://{bucket}/archive",
+    }
+
+
+def archiver_command(
+    sim: SimulatorHandle, *, max_rps: float, concurrency: int = 64, extra: Sequence[str] = ()
+) -> list[str]:
+    """A backfill of the simulator's whole window, its summary and logs as JSON."""
+    return [
+        sys.executable, "-m", "etl", "backfill", "--since", sim.since, "--until", sim.until,
+        "--max-rps", str(max_rps), "--concurrency", str(concurrency), "--recording-wait", "30",
+        "--summary-format", "json", "--log-format", "json", "--log-level", "warning", *extra,
+    ]  # fmt: skip
+
+
 def run_ours(
     sim: SimulatorHandle,
     s3_env: dict[str, str],
@@ -108,19 +130,8 @@ def run_ours(
 ) -> dict[str, Any]:
     """The archiver as a user runs it: backfill of the simulator's window into S3, audio included."""
     bucket = new_bucket("ours")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ULTRAVOX_", "ARCHIVE"))},
-        **s3_env,
-        "ULTRAVOX_API_KEY": sim.api_key,
-        "ULTRAVOX_API_BASE_URL": sim.api_base_url,
-        "ARCHIVE_DEST": f"s3://{bucket}/archive",
-        **(env_extra or {}),
-    }
-    cmd = [
-        sys.executable, "-m", "etl", "backfill", "--since", sim.since, "--until", sim.until,
-        "--max-rps", str(max_rps), "--concurrency", str(concurrency), "--recording-wait", "30",
-        "--summary-format", "json", "--log-format", "json", "--log-level", "warning", *extra,
-    ]  # fmt: skip
+    env = {**archiver_env(sim, s3_env, bucket), **(env_extra or {})}
+    cmd = archiver_command(sim, max_rps=max_rps, concurrency=concurrency, extra=extra)
     sim.reset_stats()
     result = measure(cmd, env)
     stats = sim.stats()

@@ -13,7 +13,6 @@ tail at the end show up separately, which a single wall / bound ratio hides.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading
@@ -24,7 +23,15 @@ PERF_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(PERF_DIR), str(PERF_DIR.parent)]
 
 import httpx  # noqa: E402
-from bench import MAX_RPS, SMALL_API_RECORDING_BYTES, api_bound_sim, new_bucket, s3_server  # noqa: E402
+from bench import (  # noqa: E402
+    MAX_RPS,
+    SMALL_API_RECORDING_BYTES,
+    api_bound_sim,
+    archiver_command,
+    archiver_env,
+    new_bucket,
+    s3_server,
+)
 
 SAMPLE_EVERY_S = 0.1
 PRINT_EVERY_S = 0.5
@@ -47,18 +54,8 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more archiver arguments, after --")
     args = parser.parse_args()
     with s3_server() as s3_env, api_bound_sim(args.calls, recording_bytes=SMALL_API_RECORDING_BYTES) as sim:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("ULTRAVOX_", "ARCHIVE"))},
-            **s3_env,
-            "ULTRAVOX_API_KEY": sim.api_key,
-            "ULTRAVOX_API_BASE_URL": sim.api_base_url,
-            "ARCHIVE_DEST": f"s3://{new_bucket('timeline')}/archive",
-        }
-        cmd = [
-            sys.executable, "-m", "etl", "backfill", "--since", sim.since, "--until", sim.until,
-            "--max-rps", str(MAX_RPS), "--concurrency", "64", "--recording-wait", "30",
-            "--summary-format", "json", "--log-format", "json", "--log-level", "warning", *args.extra,
-        ]  # fmt: skip
+        env = archiver_env(sim, s3_env, new_bucket("timeline"))
+        cmd = archiver_command(sim, max_rps=MAX_RPS, extra=args.extra)
         sim.reset_stats()
         samples: list[Sample] = []
         stop = threading.Event()
